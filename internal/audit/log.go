@@ -1,0 +1,232 @@
+package audit
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"govshare/internal/store"
+)
+
+// Options configure a Log.
+type Options struct {
+	// Algorithm is the chain hash: SM3 (default) or SHA256.
+	Algorithm string
+	// Key seals chain heads and checkpoints; derive it from the master key.
+	Key []byte
+	// MaxBatch caps how many events share one commit (default 512).
+	MaxBatch int
+}
+
+// Log appends to and reads the audit log.
+type Log struct {
+	db   *store.DB
+	alg  string
+	seal sealer
+	max  int
+
+	queue     chan *pending
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	// writeMu serialises batches inside this process; the row lock on
+	// audit_head serialises them across processes.
+	writeMu sync.Mutex
+}
+
+type pending struct {
+	ev  Event
+	res chan error
+}
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("audit log is closed")
+
+// Open starts a Log on db. Call Close to flush and stop it.
+func Open(db *store.DB, opt Options) (*Log, error) {
+	if opt.Algorithm == "" {
+		opt.Algorithm = SM3
+	}
+	if _, err := newHash(opt.Algorithm); err != nil {
+		return nil, err
+	}
+	if len(opt.Key) < 16 {
+		return nil, errors.New("audit key must be at least 16 bytes")
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 512
+	}
+	l := &Log{
+		db: db, alg: opt.Algorithm, seal: sealer{alg: opt.Algorithm, key: opt.Key}, max: opt.MaxBatch,
+		queue: make(chan *pending, 4*opt.MaxBatch),
+		stop:  make(chan struct{}), done: make(chan struct{}),
+	}
+	go l.run()
+	return l, nil
+}
+
+// Close flushes queued events and stops the writer.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() { close(l.stop) })
+	<-l.done
+	return nil
+}
+
+// Append records e and returns once it is durably stored. Time, client
+// address and request id are filled in when empty.
+func (l *Log) Append(ctx context.Context, e Event) error {
+	if e.Time.IsZero() {
+		e.Time = store.Now()
+	}
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	r := RequestFrom(ctx)
+	if e.ClientAddr == "" {
+		e.ClientAddr = r.ClientAddr
+	}
+	if e.RequestID == "" {
+		e.RequestID = r.RequestID
+	}
+	if e.Purpose == "" {
+		e.Purpose = r.Purpose
+	}
+	if e.Result == "" {
+		e.Result = ResultOK
+	}
+	if e.ActorType == "" {
+		e.ActorType = ActorSystem
+	}
+	p := &pending{ev: e, res: make(chan error, 1)}
+	select {
+	case l.queue <- p:
+	case <-l.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the event will be written; wait for the outcome even if
+	// the caller's context ends, so a caller never believes a durable event
+	// was lost or the other way round.
+	return <-p.res
+}
+
+func (l *Log) run() {
+	defer close(l.done)
+	batch := make([]*pending, 0, l.max)
+	for {
+		var first *pending
+		select {
+		case first = <-l.queue:
+		case <-l.stop:
+			// Drain what is already queued, then stop.
+			for {
+				select {
+				case p := <-l.queue:
+					batch = append(batch, p)
+					if len(batch) == l.max {
+						l.flush(batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						l.flush(batch)
+					}
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < l.max {
+			select {
+			case p := <-l.queue:
+				batch = append(batch, p)
+			default:
+				break fill
+			}
+		}
+		l.flush(batch)
+	}
+}
+
+func (l *Log) flush(batch []*pending) {
+	evs := make([]*Event, len(batch))
+	for i, p := range batch {
+		evs[i] = &p.ev
+	}
+	err := l.write(context.Background(), evs)
+	for _, p := range batch {
+		p.res <- err
+	}
+}
+
+// write appends evs in one transaction: lock the head, chain, insert, move
+// the head.
+func (l *Log) write(ctx context.Context, evs []*Event) error {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	err := l.db.InTx(ctx, func(tx *store.Tx) error {
+		lock := ""
+		if tx.Dialect() == store.Postgres {
+			lock = " FOR UPDATE"
+			if _, err := tx.Exec(ctx, `INSERT INTO audit_head (id, seq, hash, mac, algorithm) VALUES (1, 0, '', '', ?) ON CONFLICT (id) DO NOTHING`, l.alg); err != nil {
+				return err
+			}
+		}
+		var seq int64
+		var prev string
+		err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1"+lock).Scan(&seq, &prev)
+		if errors.Is(err, sql.ErrNoRows) {
+			seq, prev = 0, ""
+		} else if err != nil {
+			return fmt.Errorf("read audit head: %w", err)
+		}
+		for _, e := range evs {
+			seq++
+			e.Seq = seq
+			e.PrevHash = prev
+			h, err := chainHash(l.alg, prev, e)
+			if err != nil {
+				return err
+			}
+			e.Hash = h
+			prev = h
+		}
+		const cols = 16
+		const chunk = 200
+		for start := 0; start < len(evs); start += chunk {
+			end := min(start+chunk, len(evs))
+			q := make([]byte, 0, 256+(end-start)*64)
+			q = append(q, `INSERT INTO audit_events (seq, occurred_at, actor_type, actor_id, actor_name, dept_id, action, object_type, object_id, result, client_addr, request_id, purpose, details, prev_hash, hash) VALUES `...)
+			args := make([]any, 0, (end-start)*cols)
+			for i, e := range evs[start:end] {
+				if i > 0 {
+					q = append(q, ", "...)
+				}
+				q = append(q, "("+store.Placeholders(cols)+")"...)
+				var dept any
+				if e.DeptID != 0 {
+					dept = e.DeptID
+				}
+				args = append(args, e.Seq, e.Time, e.ActorType, e.ActorID, e.ActorName, dept, e.Action,
+					e.ObjectType, e.ObjectID, e.Result, e.ClientAddr, e.RequestID, e.Purpose, e.Details, e.PrevHash, e.Hash)
+			}
+			if _, err := tx.Exec(ctx, string(q), args...); err != nil {
+				return fmt.Errorf("insert audit events: %w", err)
+			}
+		}
+		mac := l.seal.mac(headParts(seq, prev)...)
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_head (id, seq, hash, mac, algorithm) VALUES (1, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, algorithm = excluded.algorithm`,
+			seq, prev, mac, l.alg); err != nil {
+			return fmt.Errorf("move audit head: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("append %d audit events: %w", len(evs), err)
+	}
+	return nil
+}
