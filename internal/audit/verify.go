@@ -20,11 +20,11 @@ func (p Problem) Error() string { return fmt.Sprintf("audit event %d: %s", p.Seq
 
 // Report is the outcome of Verify.
 type Report struct {
-	Checked    int64     `json:"checked"`
-	FirstSeq   int64     `json:"first_seq"`
-	LastSeq    int64     `json:"last_seq"`
-	Checkpoint int64     `json:"checkpoint"` // seq the chain was verified from (0: genesis)
-	Problem    *Problem  `json:"problem,omitempty"`
+	Checked    int64         `json:"checked"`
+	FirstSeq   int64         `json:"first_seq"`
+	LastSeq    int64         `json:"last_seq"`
+	Checkpoint int64         `json:"checkpoint"` // seq the chain was verified from (0: genesis)
+	Problem    *Problem      `json:"problem,omitempty"`
 	Took       time.Duration `json:"took"`
 }
 
