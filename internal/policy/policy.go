@@ -1,0 +1,155 @@
+// Package policy is the platform's authorization: one table of which role
+// may do which action, and the department scoping rule that a department's
+// administrator manages only their own department's things. Every service
+// method asks Check before it acts, so the API and the pages cannot differ.
+package policy
+
+import "govshare/internal/apperr"
+
+// Role is a user's role.
+type Role string
+
+// The roles of SPEC "Who uses it".
+const (
+	PlatformAdmin Role = "platform_admin" // 系统管理员 / 平台管理员
+	SecurityAdmin Role = "security_admin" // 安全管理员
+	Auditor       Role = "auditor"        // 安全审计员
+	DeptAdmin     Role = "dept_admin"     // 部门数据管理员
+	DeptReviewer  Role = "dept_reviewer"  // 审批人
+	Consumer      Role = "consumer"       // 使用部门用户
+)
+
+// AllRoles lists every role in display order.
+var AllRoles = []Role{PlatformAdmin, SecurityAdmin, Auditor, DeptAdmin, DeptReviewer, Consumer}
+
+// AdminRoles are the three duties that must be held by three different
+// people (三员分立).
+var AdminRoles = []Role{PlatformAdmin, SecurityAdmin, Auditor}
+
+// Valid reports whether r is a known role.
+func (r Role) Valid() bool {
+	for _, x := range AllRoles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// Admin reports whether r is one of the three administrator roles.
+func (r Role) Admin() bool {
+	return r == PlatformAdmin || r == SecurityAdmin || r == Auditor
+}
+
+// Actor is who is asking.
+type Actor struct {
+	UserID int64
+	Login  string
+	DeptID int64
+	Roles  []Role
+}
+
+// Has reports whether the actor holds r.
+func (a Actor) Has(r Role) bool {
+	for _, x := range a.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// Action is something an actor may be allowed to do.
+type Action string
+
+// Actions of the foundation.
+const (
+	DeptView           Action = "dept.view"
+	DeptCreate         Action = "dept.create"
+	DeptUpdate         Action = "dept.update"
+	UserView           Action = "user.view"
+	UserCreate         Action = "user.create"
+	UserUpdate         Action = "user.update"
+	UserAssignAdmin    Action = "user.assign_admin_role"
+	UserResetPassword  Action = "user.reset_password"
+	UserUnlock         Action = "user.unlock"
+	UserResetTOTP      Action = "user.reset_totp"
+	UserRevokeSessions Action = "user.revoke_sessions"
+	TokenManageOwn     Action = "token.manage_own"
+	TokenRevokeAny     Action = "token.revoke_any"
+	AuditRead          Action = "audit.read"
+	AuditExport        Action = "audit.export"
+	AuditVerify        Action = "audit.verify"
+)
+
+// Target is what the action applies to.
+type Target struct {
+	DeptID int64 // the department that owns the object; 0 when platform-wide
+	// AdminUser is true when the object is a user holding an administrator
+	// role: department administrators may never touch those.
+	AdminUser bool
+}
+
+// scope says how far a role's permission reaches.
+type scope int
+
+const (
+	none scope = iota
+	ownDept
+	all
+)
+
+// rules is the whole policy: action → role → scope. Anything absent is denied.
+var rules = map[Action]map[Role]scope{
+	DeptView:           {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
+	DeptCreate:         {PlatformAdmin: all},
+	DeptUpdate:         {PlatformAdmin: all},
+	UserView:           {PlatformAdmin: all, SecurityAdmin: all, DeptAdmin: ownDept},
+	UserCreate:         {PlatformAdmin: all, DeptAdmin: ownDept},
+	UserUpdate:         {PlatformAdmin: all, DeptAdmin: ownDept},
+	UserAssignAdmin:    {PlatformAdmin: all},
+	UserResetPassword:  {PlatformAdmin: all, SecurityAdmin: all, DeptAdmin: ownDept},
+	UserUnlock:         {PlatformAdmin: all, SecurityAdmin: all},
+	UserResetTOTP:      {SecurityAdmin: all},
+	UserRevokeSessions: {SecurityAdmin: all},
+	TokenManageOwn:     {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
+	TokenRevokeAny:     {SecurityAdmin: all},
+	AuditRead:          {Auditor: all},
+	AuditExport:        {Auditor: all},
+	AuditVerify:        {Auditor: all},
+}
+
+// Allowed reports whether actor may do act on t.
+func Allowed(a Actor, act Action, t Target) bool {
+	byRole := rules[act]
+	for _, r := range a.Roles {
+		switch byRole[r] {
+		case all:
+			return true
+		case ownDept:
+			if t.DeptID != 0 && t.DeptID == a.DeptID && !t.AdminUser {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Check returns apperr.ErrDenied unless actor may do act on t.
+func Check(a Actor, act Action, t Target) error {
+	if Allowed(a, act, t) {
+		return nil
+	}
+	return apperr.ErrDenied
+}
+
+// Any reports whether the actor may do act on some target, for showing
+// navigation: a department administrator "may view users" (their own).
+func Any(a Actor, act Action) bool {
+	for _, r := range a.Roles {
+		if rules[act][r] != none {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,71 @@
+package policy_test
+
+import (
+	"testing"
+
+	"govshare/internal/policy"
+)
+
+// TestRoleActionTable is the policy written out in full: for every role and
+// action, whether it is allowed on the actor's own department, on another
+// department, and on an administrator user of the own department.
+func TestRoleActionTable(t *testing.T) {
+	const own, other = 10, 20
+	type want struct{ own, other, ownAdmin bool }
+	A := want{true, true, true}    // everywhere
+	O := want{true, false, false} // own department, non-admin objects only
+	N := want{}                   // never
+	table := map[policy.Action]map[policy.Role]want{
+		policy.DeptView:           {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: A, policy.DeptAdmin: A, policy.DeptReviewer: A, policy.Consumer: A},
+		policy.DeptCreate:         {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.DeptUpdate:         {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserView:           {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserCreate:         {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserUpdate:         {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserAssignAdmin:    {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserResetPassword:  {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserUnlock:         {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserResetTOTP:      {policy.PlatformAdmin: N, policy.SecurityAdmin: A, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.UserRevokeSessions: {policy.PlatformAdmin: N, policy.SecurityAdmin: A, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.TokenManageOwn:     {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: A, policy.DeptAdmin: A, policy.DeptReviewer: A, policy.Consumer: A},
+		policy.TokenRevokeAny:     {policy.PlatformAdmin: N, policy.SecurityAdmin: A, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.AuditRead:          {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: A, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.AuditExport:        {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: A, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.AuditVerify:        {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: A, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+	}
+	for act, byRole := range table {
+		for _, role := range policy.AllRoles {
+			w, ok := byRole[role]
+			if !ok {
+				t.Fatalf("table misses %s × %s", act, role)
+			}
+			a := policy.Actor{UserID: 1, DeptID: own, Roles: []policy.Role{role}}
+			got := want{
+				own:      policy.Allowed(a, act, policy.Target{DeptID: own}),
+				other:    policy.Allowed(a, act, policy.Target{DeptID: other}),
+				ownAdmin: policy.Allowed(a, act, policy.Target{DeptID: own, AdminUser: true}),
+			}
+			if got != w {
+				t.Errorf("%s × %s: got %+v, want %+v", role, act, got, w)
+			}
+		}
+	}
+}
+
+func TestNoRolesMeansNothing(t *testing.T) {
+	a := policy.Actor{UserID: 1, DeptID: 1}
+	for _, act := range []policy.Action{policy.DeptView, policy.TokenManageOwn, policy.AuditRead} {
+		if policy.Allowed(a, act, policy.Target{DeptID: 1}) {
+			t.Errorf("actor without roles may %s", act)
+		}
+	}
+}
+
+func TestDeptScopeNeedsADepartment(t *testing.T) {
+	// A department administrator's own-department rights never reach
+	// platform-wide objects (DeptID 0), even if their DeptID were 0.
+	a := policy.Actor{UserID: 1, DeptID: 0, Roles: []policy.Role{policy.DeptAdmin}}
+	if policy.Allowed(a, policy.UserCreate, policy.Target{}) {
+		t.Fatal("dept admin allowed platform-wide")
+	}
+}
