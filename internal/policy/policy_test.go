@@ -12,7 +12,7 @@ import (
 func TestRoleActionTable(t *testing.T) {
 	const own, other = 10, 20
 	type want struct{ own, other, ownAdmin bool }
-	A := want{true, true, true}    // everywhere
+	A := want{true, true, true}   // everywhere
 	O := want{true, false, false} // own department, non-admin objects only
 	N := want{}                   // never
 	table := map[policy.Action]map[policy.Role]want{
