@@ -64,7 +64,7 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 		wg.Wait()
 		rep := mustVerify(t, l)
 		if !rep.OK() || rep.Checked != 320 || rep.LastSeq != 320 {
-			t.Fatalf("verify: %+v %v", rep, rep.Problem)
+			t.Fatalf("verify: %+v %v", rep, rep.Break)
 		}
 	})
 }
@@ -96,7 +96,7 @@ func TestVerifyCatchesTampering(t *testing.T) {
 				l := openLog(t, db, audit.SM3)
 				appendN(t, l, 10)
 				if rep := mustVerify(t, l); !rep.OK() {
-					t.Fatalf("clean log fails: %v", rep.Problem)
+					t.Fatalf("clean log fails: %v", rep.Break)
 				}
 				for _, q := range c.tamper {
 					if _, err := db.SQL().Exec(q); err != nil {
@@ -107,8 +107,8 @@ func TestVerifyCatchesTampering(t *testing.T) {
 				if rep.OK() {
 					t.Fatal("tampering not detected")
 				}
-				if rep.Problem.Seq != c.wantSeq || !strings.Contains(rep.Problem.Reason, c.reason) {
-					t.Fatalf("problem = %v, want seq %d with %q", rep.Problem, c.wantSeq, c.reason)
+				if rep.Break.Seq != c.wantSeq || !strings.Contains(rep.Break.Reason, c.reason) {
+					t.Fatalf("problem = %v, want seq %d with %q", rep.Break, c.wantSeq, c.reason)
 				}
 			})
 		})
@@ -120,7 +120,7 @@ func TestSHA256ChainVerifies(t *testing.T) {
 		l := openLog(t, db, audit.SHA256)
 		appendN(t, l, 5)
 		if rep := mustVerify(t, l); !rep.OK() {
-			t.Fatal(rep.Problem)
+			t.Fatal(rep.Break)
 		}
 		evs, err := l.List(context.Background(), audit.Filter{})
 		if err != nil || !strings.HasPrefix(evs[0].Hash, "sha256:") {
@@ -148,11 +148,11 @@ func TestRetentionRemovesPrefixAndChainStillVerifies(t *testing.T) {
 		}
 		rep := mustVerify(t, l)
 		if !rep.OK() || rep.Checkpoint != 5 || rep.Checked != 3 {
-			t.Fatalf("after prune: %+v %v", rep, rep.Problem)
+			t.Fatalf("after prune: %+v %v", rep, rep.Break)
 		}
 		appendN(t, l, 2)
 		if rep := mustVerify(t, l); !rep.OK() {
-			t.Fatal(rep.Problem)
+			t.Fatal(rep.Break)
 		}
 		// A forged checkpoint that hides more events is caught.
 		if _, err := db.SQL().Exec("UPDATE audit_checkpoints SET seq = 6"); err != nil {
@@ -180,6 +180,27 @@ func TestFilterAndPaging(t *testing.T) {
 		got, _ = l.List(context.Background(), audit.Filter{Result: audit.ResultDenied})
 		if len(got) != 1 || got[0].ActorName != "bob" {
 			t.Fatalf("denied: %+v", got)
+		}
+	})
+}
+
+func TestCloseWritesEveryEventOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		l, err := audit.Open(db, audit.Options{Key: testKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendN(t, l, 3)
+		l.Close()
+		var n int
+		if err := db.QueryRow(context.Background(), "SELECT COUNT(*) FROM audit_events").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 3 {
+			t.Fatalf("3 appends and a close left %d events", n)
+		}
+		if err := l.Append(context.Background(), audit.Event{Action: "late"}); err != audit.ErrClosed {
+			t.Fatalf("append after close: %v", err)
 		}
 	})
 }

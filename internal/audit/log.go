@@ -121,6 +121,7 @@ func (l *Log) run() {
 		case first = <-l.queue:
 		case <-l.stop:
 			// Drain what is already queued, then stop.
+			batch = batch[:0]
 			for {
 				select {
 				case p := <-l.queue:
@@ -171,16 +172,19 @@ func (l *Log) write(ctx context.Context, evs []*Event) error {
 		lock := ""
 		if tx.Dialect() == store.Postgres {
 			lock = " FOR UPDATE"
-			if _, err := tx.Exec(ctx, `INSERT INTO audit_head (id, seq, hash, mac, algorithm) VALUES (1, 0, '', '', ?) ON CONFLICT (id) DO NOTHING`, l.alg); err != nil {
-				return err
-			}
 		}
 		var seq int64
 		var prev string
 		err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1"+lock).Scan(&seq, &prev)
 		if errors.Is(err, sql.ErrNoRows) {
-			seq, prev = 0, ""
-		} else if err != nil {
+			// First event ever: create the head row, then lock it, so two
+			// processes starting on an empty log still take turns.
+			if _, err := tx.Exec(ctx, `INSERT INTO audit_head (id, seq, hash, mac, algorithm) VALUES (1, 0, '', '', ?) ON CONFLICT (id) DO NOTHING`, l.alg); err != nil {
+				return err
+			}
+			err = tx.QueryRow(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1"+lock).Scan(&seq, &prev)
+		}
+		if err != nil {
 			return fmt.Errorf("read audit head: %w", err)
 		}
 		for _, e := range evs {

@@ -10,13 +10,13 @@ import (
 	"govshare/internal/store"
 )
 
-// Problem names the first place the chain does not hold.
-type Problem struct {
+// Break names the first place the chain does not hold.
+type Break struct {
 	Seq    int64  `json:"seq"`
 	Reason string `json:"reason"`
 }
 
-func (p Problem) Error() string { return fmt.Sprintf("audit event %d: %s", p.Seq, p.Reason) }
+func (p Break) Error() string { return fmt.Sprintf("audit event %d: %s", p.Seq, p.Reason) }
 
 // Report is the outcome of Verify.
 type Report struct {
@@ -24,12 +24,12 @@ type Report struct {
 	FirstSeq   int64         `json:"first_seq"`
 	LastSeq    int64         `json:"last_seq"`
 	Checkpoint int64         `json:"checkpoint"` // seq the chain was verified from (0: genesis)
-	Problem    *Problem      `json:"problem,omitempty"`
+	Break      *Break        `json:"break,omitempty"`
 	Took       time.Duration `json:"took"`
 }
 
 // OK reports whether the chain verified.
-func (r Report) OK() bool { return r.Problem == nil }
+func (r Report) OK() bool { return r.Break == nil }
 
 // Verify walks the whole chain, streaming, and reports the first event that
 // was altered, inserted or removed. progress, if not nil, is called every
@@ -64,7 +64,7 @@ func verify(ctx context.Context, db *store.DB, seal sealer, progress func(int64)
 		return rep, fmt.Errorf("read checkpoint: %w", err)
 	default:
 		if !seal.check(cp.mac, checkpointParts(cp.seq, cp.hash, cp.cutoff, cp.removed)...) {
-			rep.Problem = &Problem{Seq: cp.seq, Reason: "retention checkpoint seal does not match (checkpoint altered)"}
+			rep.Break = &Break{Seq: cp.seq, Reason: "retention checkpoint seal does not match (checkpoint altered)"}
 			return rep, nil
 		}
 		rep.Checkpoint = cp.seq
@@ -78,7 +78,7 @@ func verify(ctx context.Context, db *store.DB, seal sealer, progress func(int64)
 	}
 	defer rows.Close()
 	fail := func(seq int64, reason string) (Report, error) {
-		rep.Problem = &Problem{Seq: seq, Reason: reason}
+		rep.Break = &Break{Seq: seq, Reason: reason}
 		rep.Took = time.Since(start)
 		return rep, nil
 	}

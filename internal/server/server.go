@@ -1,0 +1,208 @@
+// Package server assembles the platform from its parts — store, audit log,
+// bus, identity, web — and runs it until its context ends, then stops the
+// parts in reverse order so nothing accepted is lost.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"govshare/internal/audit"
+	"govshare/internal/bus"
+	"govshare/internal/config"
+	"govshare/internal/identity"
+	"govshare/internal/secret"
+	"govshare/internal/store"
+	"govshare/internal/web"
+)
+
+// Options adjust a run.
+type Options struct {
+	Version string
+	// Seed, when set, runs after migrations on every start; the demo
+	// uses it to load its city on first start.
+	Seed func(ctx context.Context, p *Platform) error
+	// Banner is shown in the UI header.
+	Banner string
+	// Out receives the human-readable start-up lines (URL, accounts).
+	Out io.Writer
+	// Logs receives structured logs (default stderr).
+	Logs io.Writer
+	// Ready, when set, is called with the listening address once serving.
+	Ready func(addr string)
+}
+
+// Platform is the assembled parts, for seeding and for tests.
+type Platform struct {
+	Config   *config.Config
+	DB       *store.DB
+	Keys     *secret.Keys
+	Audit    *audit.Log
+	Bus      *bus.Bus
+	Identity *identity.Service
+	Log      *slog.Logger
+	Out      io.Writer
+}
+
+// Logger builds the JSON logger at the configured level.
+func Logger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// OpenStore opens and migrates the configured database.
+func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*store.DB, error) {
+	if err := os.MkdirAll(cfg.Data, 0o750); err != nil {
+		return nil, fmt.Errorf("create data folder %s: %w", cfg.Data, err)
+	}
+	db, err := store.Open(ctx, cfg.DatabaseDSN())
+	if err != nil {
+		return nil, err
+	}
+	applied, err := db.Migrate(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", db, err)
+	}
+	for _, m := range applied {
+		log.Info("migration applied", "migration", m, "database", db.String())
+	}
+	return db, nil
+}
+
+// Keys loads the master key from the environment or the key file.
+func Keys(cfg *config.Config) (*secret.Keys, error) {
+	if v := os.Getenv("GOVSHARE_SECRET_KEY"); v != "" {
+		return secret.Parse(v)
+	}
+	return secret.LoadOrCreate(cfg.KeyFile())
+}
+
+// Run serves the platform until ctx ends.
+func Run(ctx context.Context, cfg *config.Config, opt Options) error {
+	if opt.Out == nil {
+		opt.Out = os.Stdout
+	}
+	if opt.Logs == nil {
+		opt.Logs = os.Stderr
+	}
+	log := Logger(opt.Logs, cfg.LogLevel)
+	p := &Platform{Config: cfg, Log: log, Out: opt.Out}
+	var err error
+	if p.Keys, err = Keys(cfg); err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	if p.DB, err = OpenStore(ctx, cfg, log); err != nil {
+		return err
+	}
+	defer p.DB.Close()
+	if p.Audit, err = audit.Open(p.DB, audit.Options{Algorithm: cfg.AuditHash, Key: p.Keys.Derive("audit")}); err != nil {
+		return err
+	}
+	defer p.Audit.Close()
+	p.Bus, err = bus.Open(ctx, bus.Config{URL: cfg.NATS, StoreDir: filepath.Join(cfg.Data, "nats"), Listen: cfg.NATSListen, Name: "govshare"}, log)
+	if err != nil {
+		return err
+	}
+	defer p.Bus.Close()
+	p.Identity = identity.NewService(p.DB, p.Audit, p.Keys, identity.DefaultConfig())
+
+	if opt.Seed != nil {
+		if err := opt.Seed(ctx, p); err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+	}
+
+	h, err := web.New(web.Deps{
+		Identity: p.Identity, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
+		Ready: map[string]web.Checker{
+			"database": web.CheckFunc(p.DB.Ping),
+			"bus":      p.Bus,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another server using the port? choose one with --addr)", cfg.Addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	go p.retentionLoop(ctx, cfg.Retention())
+
+	addr := ln.Addr().String()
+	log.Info("govshare serving", "url", scheme+"://"+addr, "database", p.DB.String(), "bus_embedded", p.Bus.Embedded(), "version", opt.Version)
+	fmt.Fprintf(opt.Out, "govshare %s 已启动 / serving at %s://%s\n", opt.Version, scheme, addr)
+	fmt.Fprintf(opt.Out, "  数据库 database: %s\n  消息总线 bus: %s\n  API文档 API reference: %s://%s/api/docs\n",
+		p.DB.String(), busDesc(p.Bus), scheme, addr)
+	if opt.Ready != nil {
+		opt.Ready(addr)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	return nil
+}
+
+func busDesc(b *bus.Bus) string {
+	if b.Embedded() {
+		if u := b.ClientURL(); u != "" {
+			return "embedded NATS JetStream at " + u
+		}
+		return "embedded NATS JetStream (in-process)"
+	}
+	return "external NATS " + b.ClientURL()
+}
+
+// retentionLoop prunes expired audit events once a day.
+func (p *Platform) retentionLoop(ctx context.Context, retention time.Duration) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		n, err := p.Audit.Prune(ctx, retention, time.Now())
+		if err != nil {
+			p.Log.Error("audit retention", "err", err)
+		} else if n > 0 {
+			p.Log.Info("audit retention removed expired events", "removed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

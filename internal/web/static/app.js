@@ -1,0 +1,1 @@
+// behaviour: see app.js
