@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"govshare/internal/store"
 )
 
 // Filter selects events for browsing and export. Zero fields match all.
@@ -37,7 +39,7 @@ func (f Filter) where() (string, []any) {
 		add("dept_id = ?", f.DeptID)
 	}
 	if f.Action != "" {
-		add("action LIKE ?", escapeLike(f.Action)+"%")
+		add(`action LIKE ? ESCAPE '\'`, store.LikeEscape(f.Action)+"%")
 	}
 	if f.ObjectType != "" {
 		add("object_type = ?", f.ObjectType)
@@ -55,11 +57,6 @@ func (f Filter) where() (string, []any) {
 		return "", nil
 	}
 	return " WHERE " + strings.Join(conds, " AND "), args
-}
-
-func escapeLike(s string) string {
-	r := strings.NewReplacer(`%`, ``, `_`, ``)
-	return r.Replace(s)
 }
 
 const selectEvents = `SELECT seq, occurred_at, actor_type, actor_id, actor_name, COALESCE(dept_id, 0), action, object_type, object_id,

@@ -156,7 +156,7 @@ func verify(ctx context.Context, db *store.DB, seal sealer, progress func(int64)
 }
 
 // MinRetention is the shortest retention the Cybersecurity Law allows.
-const MinRetention = 183 * 24 * time.Hour
+const MinRetention = 180 * 24 * time.Hour
 
 // Prune removes the prefix of events older than cutoff and records a sealed
 // checkpoint in the same transaction, so the rest still verifies. It returns

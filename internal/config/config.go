@@ -144,7 +144,7 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return err
 	}
-	if d < 183*24*time.Hour {
+	if d < 180*24*time.Hour {
 		return fmt.Errorf("audit_retention %s is shorter than the legal minimum of 6 months (6m)", c.AuditRetain)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

@@ -294,14 +294,16 @@ func (s *Service) ChangePassword(ctx context.Context, userID int64, keepSession,
 	return s.loginEvent(ctx, u, "password.change", audit.ResultOK, nil)
 }
 
-// BeginTOTP creates a new two-factor secret for the user (not yet active)
-// and returns it with its otpauth URI for the authenticator app.
+// BeginTOTP returns the user's two-factor secret with its otpauth URI for
+// the authenticator app, creating one (not yet active) if the user has
+// none. A pending secret is kept until confirmed, so reloading the page
+// does not invalidate what the user already scanned.
 func (s *Service) BeginTOTP(ctx context.Context, userID int64) (secret, uri string, err error) {
 	u, err := s.User(ctx, userID)
 	if err != nil {
 		return "", "", err
 	}
-	if u.TOTPEnabled {
+	if u.totpSecret != "" {
 		sec, err := s.seal.Open(u.totpSecret)
 		if err != nil {
 			return "", "", err
@@ -309,8 +311,12 @@ func (s *Service) BeginTOTP(ctx context.Context, userID int64) (secret, uri stri
 		return string(sec), TOTPURI(s.cfg.Issuer, u.Login, string(sec)), nil
 	}
 	secret = NewTOTPSecret()
-	if _, err := s.db.Exec(ctx, "UPDATE users SET totp_secret = ? WHERE id = ?", s.seal.Seal([]byte(secret)), userID); err != nil {
+	res, err := s.db.Exec(ctx, "UPDATE users SET totp_secret = ? WHERE id = ? AND totp_secret = ''", s.seal.Seal([]byte(secret)), userID)
+	if err != nil {
 		return "", "", err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return s.BeginTOTP(ctx, userID) // another request created it first
 	}
 	return secret, TOTPURI(s.cfg.Issuer, u.Login, secret), nil
 }

@@ -395,8 +395,8 @@ func (s *Service) Users(ctx context.Context, actor policy.Actor, f UserFilter) (
 		args = append(args, f.DeptID)
 	}
 	if f.Query != "" {
-		like := "%" + strings.NewReplacer("%", "", "_", "").Replace(f.Query) + "%"
-		conds = append(conds, "(login LIKE ? OR name LIKE ?)")
+		like := "%" + store.LikeEscape(f.Query) + "%"
+		conds = append(conds, `(login LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\')`)
 		args = append(args, like, like)
 	}
 	if len(conds) > 0 {

@@ -239,3 +239,9 @@ func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
 // RebindFor rebinds q for dialect d.
 func RebindFor(d Dialect, q string) string { return rebind(d, q) }
+
+// LikeEscape escapes s for use in a LIKE pattern written with
+// ESCAPE '\', so user text matches literally ("a_b" is not a wildcard).
+func LikeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}

@@ -98,7 +98,7 @@ func op(id, method, path, tag, summary string) huma.Operation {
 
 // ----- identity -----
 
-type idPath struct {
+type IDPath struct {
 	ID int64 `path:"id" doc:"对象ID / id"`
 }
 
@@ -136,7 +136,7 @@ func (s *Server) identityAPI(api huma.API) {
 	})
 
 	huma.Register(api, op("get-department", http.MethodGet, "/api/v1/departments/{id}", "身份 Identity", "查看部门 / one department"),
-		func(ctx context.Context, in *idPath) (*deptBody, error) {
+		func(ctx context.Context, in *IDPath) (*deptBody, error) {
 			d, err := s.Identity.Department(ctx, in.ID)
 			if err != nil {
 				return nil, s.fail(ctx, err)
@@ -146,7 +146,7 @@ func (s *Server) identityAPI(api huma.API) {
 
 	huma.Register(api, op("update-department", http.MethodPut, "/api/v1/departments/{id}", "身份 Identity", "修改部门 / update a department"),
 		func(ctx context.Context, in *struct {
-			idPath
+			IDPath
 			Body identity.DepartmentInput
 		}) (*deptBody, error) {
 			d, err := s.Identity.UpdateDepartment(ctx, principalFrom(ctx).actor(), in.ID, in.Body)
@@ -182,7 +182,7 @@ func (s *Server) identityAPI(api huma.API) {
 	})
 
 	huma.Register(api, op("get-user", http.MethodGet, "/api/v1/users/{id}", "身份 Identity", "查看用户 / one user"),
-		func(ctx context.Context, in *idPath) (*userBody, error) {
+		func(ctx context.Context, in *IDPath) (*userBody, error) {
 			u, err := s.Identity.ViewUser(ctx, principalFrom(ctx).actor(), in.ID)
 			if err != nil {
 				return nil, s.fail(ctx, err)
@@ -192,7 +192,7 @@ func (s *Server) identityAPI(api huma.API) {
 
 	huma.Register(api, op("update-user", http.MethodPut, "/api/v1/users/{id}", "身份 Identity", "修改用户 / update a user"),
 		func(ctx context.Context, in *struct {
-			idPath
+			IDPath
 			Body identity.UserUpdate
 		}) (*userBody, error) {
 			u, err := s.Identity.UpdateUser(ctx, principalFrom(ctx).actor(), in.ID, in.Body)
@@ -204,7 +204,7 @@ func (s *Server) identityAPI(api huma.API) {
 
 	huma.Register(api, op("reset-user-password", http.MethodPost, "/api/v1/users/{id}/password-reset", "身份 Identity", "重置密码 / reset a password"),
 		func(ctx context.Context, in *struct {
-			idPath
+			IDPath
 			Body struct {
 				Password string `json:"password" doc:"临时密码，下次登录须修改 / temporary password, changed at next login"`
 			}
@@ -213,17 +213,17 @@ func (s *Server) identityAPI(api huma.API) {
 		})
 
 	huma.Register(api, op("unlock-user", http.MethodPost, "/api/v1/users/{id}/unlock", "身份 Identity", "解除锁定 / unlock an account"),
-		func(ctx context.Context, in *idPath) (*struct{}, error) {
+		func(ctx context.Context, in *IDPath) (*struct{}, error) {
 			return nil, s.failOrNil(ctx, s.Identity.Unlock(ctx, principalFrom(ctx).actor(), in.ID))
 		})
 
 	huma.Register(api, op("reset-user-totp", http.MethodPost, "/api/v1/users/{id}/totp-reset", "身份 Identity", "重置双因素认证 / reset two-factor login"),
-		func(ctx context.Context, in *idPath) (*struct{}, error) {
+		func(ctx context.Context, in *IDPath) (*struct{}, error) {
 			return nil, s.failOrNil(ctx, s.Identity.ResetTOTP(ctx, principalFrom(ctx).actor(), in.ID))
 		})
 
 	huma.Register(api, op("revoke-user-sessions", http.MethodPost, "/api/v1/users/{id}/sessions-revoke", "身份 Identity", "注销全部会话 / end all sessions"),
-		func(ctx context.Context, in *idPath) (*struct{}, error) {
+		func(ctx context.Context, in *IDPath) (*struct{}, error) {
 			return nil, s.failOrNil(ctx, s.Identity.RevokeSessions(ctx, principalFrom(ctx).actor(), in.ID))
 		})
 
@@ -269,7 +269,7 @@ func (s *Server) identityAPI(api huma.API) {
 
 	rt := op("revoke-token", http.MethodDelete, "/api/v1/tokens/{id}", "身份 Identity", "吊销API令牌 / revoke an API token")
 	rt.DefaultStatus = http.StatusNoContent
-	huma.Register(api, rt, func(ctx context.Context, in *idPath) (*struct{}, error) {
+	huma.Register(api, rt, func(ctx context.Context, in *IDPath) (*struct{}, error) {
 		return nil, s.failOrNil(ctx, s.Identity.RevokeToken(ctx, principalFrom(ctx).actor(), in.ID))
 	})
 }

@@ -227,9 +227,7 @@ func (s *Server) enrolSubmit(w http.ResponseWriter, r *http.Request, c *current)
 			s.errorPage(w, r, &c.user, err)
 			return
 		}
-		// Keep the secret the user has already scanned.
-		s.render(w, r, ae.Status, "enrol", &page{Title: T(langOf(r), "enrol.title"), User: &c.user, Err: ae,
-			Data: s.pendingEnrol(r, c)})
+		s.renderEnrol(w, r, c, ae.Status, ae)
 		return
 	}
 	sess, u, err := s.Identity.Authenticate(r.Context(), c.token)
@@ -242,18 +240,6 @@ func (s *Server) enrolSubmit(w http.ResponseWriter, r *http.Request, c *current)
 		next = "/account?ok=enrol.enabled"
 	}
 	http.Redirect(w, r, next, http.StatusSeeOther)
-}
-
-func (s *Server) pendingEnrol(r *http.Request, c *current) enrolData {
-	secret, uri, _ := s.Identity.BeginTOTP(r.Context(), c.user.ID)
-	d := enrolData{Forced: c.stage() == identity.StageEnrol}
-	_ = secret
-	// BeginTOTP made a fresh secret; show it so the page stays consistent.
-	d.Secret, d.URI = secret, uri
-	if code, e := qr.Encode(uri, qr.M); e == nil {
-		d.QR = template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(code.PNG()))
-	}
-	return d
 }
 
 func (s *Server) totpDisable(w http.ResponseWriter, r *http.Request, c *current) {

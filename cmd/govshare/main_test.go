@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"govshare/internal/identity"
+	"govshare/internal/store"
+	"govshare/internal/storetest"
+)
+
+// backendArgs gives the flags that select each test database.
+func backendArgs(t *testing.T) map[string][]string {
+	out := map[string][]string{"sqlite": {"--data", t.TempDir()}}
+	if dsn, err := storetestDSN(t); dsn != "" {
+		if err != nil {
+			t.Fatal(err)
+		}
+		out["postgres"] = []string{"--data", t.TempDir(), "--db", dsn}
+	}
+	return out
+}
+
+func storetestDSN(t *testing.T) (string, error) {
+	for _, b := range storetest.Backends() {
+		if b.Name == "postgres" {
+			return storetest.PostgresDSN(t)
+		}
+	}
+	return "", nil
+}
+
+func cli(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), err
+}
+
+func TestAdminCreateAndAuditVerifyCatchTampering(t *testing.T) {
+	for name, flags := range backendArgs(t) {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := cli(t, "", append([]string{"migrate"}, flags...)...); err != nil {
+				t.Fatal(err)
+			}
+			code := identity.SyntheticCreditCode("350100", 1)
+			args := append([]string{"admin", "create", "--login", "root", "--role", "platform_admin", "--dept-code", code,
+				"--dept-name", "市政务信息办", "--region", "350100"}, flags...)
+			if _, _, err := cli(t, "weak\n", args...); err == nil || !strings.Contains(err.Error(), "密码") {
+				t.Fatalf("weak password accepted: %v", err)
+			}
+			out, _, err := cli(t, "Strong#Pass1\n", args...)
+			if err != nil || !strings.Contains(out, "created root") {
+				t.Fatalf("admin create: %v %s", err, out)
+			}
+			if _, _, err := cli(t, "Strong#Pass1\n", append([]string{"admin", "create", "--login", "root2", "--role", "consumer", "--dept-code", code}, flags...)...); err == nil {
+				t.Fatal("admin create made a non-administrator")
+			}
+			out, _, err = cli(t, "", append([]string{"audit", "verify"}, flags...)...)
+			if err != nil || !strings.Contains(out, "audit chain OK: 2 events") {
+				t.Fatalf("verify clean log: %v %q", err, out)
+			}
+			// Tamper with the database directly.
+			dsn := flagValue(flags, "--db")
+			if dsn == "" {
+				dsn = flagValue(flags, "--data") + "/govshare.db"
+			}
+			db, err := store.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.Exec(context.Background(), "UPDATE audit_events SET actor_name = 'intruder' WHERE seq = 2"); err != nil {
+				t.Fatal(err)
+			}
+			out, _, err = cli(t, "", append([]string{"audit", "verify"}, flags...)...)
+			var ex exitError
+			if !errors.As(err, &ex) || ex != 1 || !strings.Contains(out, "event 2") {
+				t.Fatalf("tampered log: err %v out %q", err, out)
+			}
+		})
+	}
+}
+
+func flagValue(flags []string, name string) string {
+	for i := 0; i+1 < len(flags); i++ {
+		if flags[i] == name {
+			return flags[i+1]
+		}
+	}
+	return ""
+}
+
+func TestPrintConfigShowsSources(t *testing.T) {
+	t.Setenv("GOVSHARE_ADDR", "127.0.0.1:9999")
+	out, _, err := cli(t, "", "serve", "--print-config", "--audit-hash", "sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`addr = "127.0.0.1:9999"`, "# env, GOVSHARE_ADDR", `audit_hash = "sha256"`, "# flag, GOVSHARE_AUDIT_HASH", `data = "./data"`, "# default"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("print-config lacks %q:\n%s", want, out)
+		}
+	}
+	if _, _, err := cli(t, "", "serve", "--print-config", "--audit-retention", "3m"); err == nil || !strings.Contains(err.Error(), "6 months") {
+		t.Fatalf("short retention accepted: %v", err)
+	}
+}
+
+func TestUnknownCommandSaysWhatToDo(t *testing.T) {
+	_, errOut, err := cli(t, "", "frobnicate")
+	if err == nil || !strings.Contains(errOut, "govshare serve") {
+		t.Fatalf("unknown command: %v %q", err, errOut)
+	}
+}

@@ -1,0 +1,467 @@
+package web_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"govshare/internal/audit"
+	"govshare/internal/identity"
+	"govshare/internal/policy"
+	"govshare/internal/secret"
+	"govshare/internal/store"
+	"govshare/internal/storetest"
+	"govshare/internal/web"
+)
+
+const pw = "Test@Pass2026"
+
+type env struct {
+	t      *testing.T
+	srv    *httptest.Server
+	ids    *identity.Service
+	log    *audit.Log
+	db     *store.DB
+	city   identity.Department
+	police identity.Department
+	tokens map[policy.Role]string // API token of a user holding the role
+	users  map[policy.Role]identity.User
+	totp   map[string]string // login → TOTP secret
+}
+
+func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
+	t.Helper()
+	ctx := context.Background()
+	keys, _ := secret.New([]byte("0123456789abcdef0123456789abcdef"))
+	log, err := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	ids := identity.NewService(db, log, keys, identity.DefaultConfig())
+	if ready == nil {
+		ready = map[string]web.Checker{"database": web.CheckFunc(db.Ping)}
+	}
+	h, err := web.New(web.Deps{Identity: ids, Audit: log, Keys: keys, Version: "test", Ready: ready})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	e := &env{t: t, srv: srv, ids: ids, log: log, db: db, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
+	e.city, err = ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "示范市人民政府", CreditCode: identity.SyntheticCreditCode("350100", 1), RegionCode: "350100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.police, _ = ids.SeedDepartment(ctx, identity.DepartmentInput{ParentID: e.city.ID, Name: "市公安局", CreditCode: identity.SyntheticCreditCode("350100", 2), RegionCode: "350100"})
+	for _, r := range policy.AllRoles {
+		dept := e.police.ID
+		secretTOTP := ""
+		if r.Admin() {
+			dept = e.city.ID
+			secretTOTP = identity.NewTOTPSecret()
+		}
+		login := strings.ReplaceAll(string(r), "_", ".")
+		u, err := ids.SeedUser(ctx, identity.UserInput{Login: login, Name: "测试" + login, DeptID: dept, Roles: []policy.Role{r}, Password: pw}, false, secretTOTP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.users[r] = u
+		e.totp[login] = secretTOTP
+		tok, _, err := ids.CreateToken(ctx, u.Actor(), "test", 30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.tokens[r] = tok
+	}
+	return e
+}
+
+// api calls the JSON API with the token of a role ("" for none).
+func (e *env) api(role policy.Role, method, path string, body any) (int, map[string]any, http.Header) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = strings.NewReader(string(b))
+	}
+	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if role != "" {
+		req.Header.Set("Authorization", "Bearer "+e.tokens[role])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if len(raw) > 0 && raw[0] == '{' {
+		_ = json.Unmarshal(raw, &m)
+	}
+	return resp.StatusCode, m, resp.Header
+}
+
+func TestOpenAPIDocumentIs31AndReferencePageRenders(t *testing.T) {
+	e := newEnv(t, storetest.OpenSQLite(t), nil)
+	resp, err := http.Get(e.srv.URL + "/api/v1/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		OpenAPI string         `json:"openapi"`
+		Paths   map[string]any `json:"paths"`
+	}
+	json.NewDecoder(resp.Body).Decode(&doc)
+	resp.Body.Close()
+	if doc.OpenAPI != "3.1.0" || doc.Paths["/api/v1/departments"] == nil || doc.Paths["/api/v1/audit/events"] == nil {
+		t.Fatalf("openapi %q with %d paths", doc.OpenAPI, len(doc.Paths))
+	}
+	resp, _ = http.Get(e.srv.URL + "/api/docs")
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "/api/v1/departments") || !strings.Contains(string(b), "message_zh") {
+		t.Fatalf("docs page %d", resp.StatusCode)
+	}
+}
+
+func TestAPIRoleMatrix(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		newDept := func(n int) map[string]any {
+			return map[string]any{"name": fmt.Sprintf("部门%d", n), "credit_code": identity.SyntheticCreditCode("350100", 500+n), "region_code": "350100"}
+		}
+		newUser := func(login string, dept int64, role policy.Role) map[string]any {
+			return map[string]any{"login": login, "name": "新用户", "dept_id": dept, "roles": []string{string(role)}, "password": pw}
+		}
+		type call struct {
+			name         string
+			method, path string
+			body         func(i int) any
+		}
+		calls := []call{
+			{"list departments", "GET", "/api/v1/departments", nil},
+			{"create department", "POST", "/api/v1/departments", func(i int) any { return newDept(i) }},
+			{"list users", "GET", "/api/v1/users", nil},
+			{"create consumer in police", "POST", "/api/v1/users", func(i int) any { return newUser(fmt.Sprintf("new.p%d", i), e.police.ID, policy.Consumer) }},
+			{"create consumer in city", "POST", "/api/v1/users", func(i int) any { return newUser(fmt.Sprintf("new.c%d", i), e.city.ID, policy.Consumer) }},
+			{"create auditor", "POST", "/api/v1/users", func(i int) any { return newUser(fmt.Sprintf("new.a%d", i), e.police.ID, policy.Auditor) }},
+			{"read audit log", "GET", "/api/v1/audit/events", nil},
+			{"export audit log", "GET", "/api/v1/audit/events.csv", nil},
+			{"verify audit chain", "POST", "/api/v1/audit/verify", nil},
+			{"unlock user", "POST", fmt.Sprintf("/api/v1/users/%d/unlock", e.users[policy.Consumer].ID), nil},
+			{"reset user totp", "POST", fmt.Sprintf("/api/v1/users/%d/totp-reset", e.users[policy.Consumer].ID), nil},
+		}
+		// want[role][call] is the expected status. Department data
+		// administrators and consumers belong to the police department.
+		want := map[policy.Role][]int{
+			policy.PlatformAdmin: {200, 201, 200, 201, 201, 201, 403, 403, 403, 204, 403},
+			policy.SecurityAdmin: {200, 403, 200, 403, 403, 403, 403, 403, 403, 204, 204},
+			policy.Auditor:       {200, 403, 403, 403, 403, 403, 200, 200, 200, 403, 403},
+			policy.DeptAdmin:     {200, 403, 200, 201, 403, 403, 403, 403, 403, 403, 403},
+			policy.DeptReviewer:  {200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403},
+			policy.Consumer:      {200, 403, 403, 403, 403, 403, 403, 403, 403, 403, 403},
+		}
+		i := 0
+		for _, role := range policy.AllRoles {
+			for j, c := range calls {
+				i++
+				var body any
+				if c.body != nil {
+					body = c.body(i)
+				}
+				status, m, _ := e.api(role, c.method, c.path, body)
+				if status != want[role][j] {
+					t.Errorf("%s × %s: status %d, want %d (%v)", role, c.name, status, want[role][j], m)
+				}
+				if status == 403 && m["code"] != "auth.denied" {
+					t.Errorf("%s × %s: refusal without code: %v", role, c.name, m)
+				}
+			}
+		}
+		// Every refusal was audited.
+		evs, _ := e.log.List(context.Background(), audit.Filter{Result: audit.ResultDenied, Limit: 500})
+		if len(evs) < 40 {
+			t.Errorf("only %d denials audited", len(evs))
+		}
+	})
+}
+
+func TestAPIErrorsAreProblemDocuments(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		status, m, h := e.api(policy.PlatformAdmin, "POST", "/api/v1/departments",
+			map[string]any{"name": "民政局", "credit_code": "91350100M000100Y44", "region_code": "350100"})
+		if status != 422 || !strings.HasPrefix(h.Get("Content-Type"), "application/problem+json") {
+			t.Fatalf("status %d, content type %s", status, h.Get("Content-Type"))
+		}
+		if m["code"] != "identity.credit_code_invalid" || m["field"] != "credit_code" || m["message_zh"] == "" || m["message_en"] == "" || m["status"] != float64(422) {
+			t.Fatalf("problem: %v", m)
+		}
+		if n, _ := e.ids.DepartmentCount(context.Background()); n != 2 {
+			t.Fatalf("refused request created a department: %d", n)
+		}
+		// huma's own validation errors carry a code and a field too.
+		status, m, _ = e.api(policy.PlatformAdmin, "POST", "/api/v1/users", map[string]any{"login": "A B", "name": "x", "dept_id": 1, "roles": []string{"consumer"}, "password": pw})
+		if status != 422 || m["code"] != "request.invalid" || m["field"] != "login" {
+			t.Fatalf("validation problem: %d %v", status, m)
+		}
+		// Separation of duties through the API.
+		status, m, _ = e.api(policy.PlatformAdmin, "PUT", fmt.Sprintf("/api/v1/users/%d", e.users[policy.Auditor].ID),
+			map[string]any{"name": "x", "dept_id": e.city.ID, "roles": []string{"auditor", "security_admin"}, "status": "active"})
+		if status != 422 || m["code"] != "identity.admin_roles_separated" {
+			t.Fatalf("separation: %d %v", status, m)
+		}
+	})
+}
+
+func TestAPIRefusesMissingAndBadTokens(t *testing.T) {
+	e := newEnv(t, storetest.OpenSQLite(t), nil)
+	status, m, _ := e.api("", "GET", "/api/v1/me", nil)
+	if status != 401 || m["code"] != "auth.unauthenticated" {
+		t.Fatalf("no token: %d %v", status, m)
+	}
+	e.tokens["nobody"] = "gst_forged"
+	status, m, _ = e.api("nobody", "GET", "/api/v1/me", nil)
+	if status != 401 || m["code"] != "identity.token_invalid" {
+		t.Fatalf("bad token: %d %v", status, m)
+	}
+	evs, _ := e.log.List(context.Background(), audit.Filter{Action: "api.auth_failed"})
+	if len(evs) != 1 {
+		t.Fatalf("bad token not audited: %v", evs)
+	}
+	status, m, _ = e.api(policy.Consumer, "GET", "/api/v1/me", nil)
+	if status != 200 || m["login"] != "consumer" {
+		t.Fatalf("me: %d %v", status, m)
+	}
+	if _, ok := m["password_hash"]; ok {
+		t.Fatal("password hash leaked")
+	}
+}
+
+func TestReadinessFollowsDependencies(t *testing.T) {
+	db := storetest.OpenSQLite(t)
+	down := false
+	e := newEnv(t, db, map[string]web.Checker{
+		"database": web.CheckFunc(db.Ping),
+		"bus": web.CheckFunc(func(context.Context) error {
+			if down {
+				return fmt.Errorf("bus unreachable")
+			}
+			return nil
+		}),
+	})
+	get := func(p string) int {
+		resp, err := http.Get(e.srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if get("/readyz") != 200 || get("/healthz") != 200 || get("/metrics") != 200 {
+		t.Fatal("not ready while everything is up")
+	}
+	down = true
+	if get("/readyz") != 503 {
+		t.Fatal("ready while the bus is down")
+	}
+	if get("/healthz") != 200 {
+		t.Fatal("liveness should not follow dependencies")
+	}
+}
+
+// browser is a cookie-keeping client that does not follow redirects.
+type browser struct {
+	t *testing.T
+	c *http.Client
+	e *env
+}
+
+func (e *env) browser() *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: e.t, e: e, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+var csrfRE = regexp.MustCompile(`name="_csrf" value="([^"]+)"`)
+
+func (b *browser) get(path string) (int, string, string) {
+	b.t.Helper()
+	resp, err := b.c.Get(b.e.srv.URL + path)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header.Get("Location")
+}
+
+func (b *browser) csrf(path string) string {
+	_, body, _ := b.get(path)
+	m := csrfRE.FindStringSubmatch(body)
+	if m == nil {
+		b.t.Fatalf("no csrf token on %s", path)
+	}
+	return m[1]
+}
+
+func (b *browser) post(path string, form url.Values) (int, string, string) {
+	b.t.Helper()
+	resp, err := b.c.PostForm(b.e.srv.URL+path, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header.Get("Location")
+}
+
+func (b *browser) login(login string) {
+	b.t.Helper()
+	status, _, loc := b.post("/login", url.Values{"login": {login}, "password": {pw}, "_csrf": {b.csrf("/login")}})
+	if status != 303 {
+		b.t.Fatalf("login %s: %d", login, status)
+	}
+	if loc == "/login/totp" {
+		code, _ := identity.TOTPCode(b.e.totp[login], time.Now())
+		status, _, loc = b.post("/login/totp", url.Values{"code": {code}, "_csrf": {b.csrf("/login/totp")}})
+		if status != 303 {
+			b.t.Fatalf("totp %s: %d", login, status)
+		}
+	}
+	if loc != "/home" {
+		b.t.Fatalf("login %s ended at %s", login, loc)
+	}
+}
+
+func TestCSRFlessPostsAreRefused(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		b := e.browser()
+		// Even the login form needs its token.
+		if status, _, _ := b.post("/login", url.Values{"login": {"consumer"}, "password": {pw}}); status != 403 {
+			t.Fatalf("login without csrf: %d", status)
+		}
+		b.login("platform.admin")
+		form := url.Values{"name": {"市民政局"}, "credit_code": {identity.SyntheticCreditCode("350100", 77)}, "region_code": {"350100"}, "parent_id": {"0"}}
+		if status, _, _ := b.post("/departments", form); status != 403 {
+			t.Fatalf("post without csrf: %d", status)
+		}
+		form.Set("_csrf", "forged")
+		if status, _, _ := b.post("/departments", form); status != 403 {
+			t.Fatalf("post with a forged csrf: %d", status)
+		}
+		// A token from another session does not work either.
+		other := e.browser()
+		other.login("consumer")
+		form.Set("_csrf", other.csrf("/home"))
+		if status, _, _ := b.post("/departments", form); status != 403 {
+			t.Fatalf("post with another session's csrf: %d", status)
+		}
+		if n, _ := e.ids.DepartmentCount(context.Background()); n != 2 {
+			t.Fatalf("refused posts created %d departments", n-2)
+		}
+		form.Set("_csrf", b.csrf("/departments"))
+		if status, _, loc := b.post("/departments", form); status != 303 || !strings.HasPrefix(loc, "/departments") {
+			t.Fatalf("post with csrf: %d %s", status, loc)
+		}
+		// Logout is a state change too.
+		if status, _, _ := b.post("/logout", nil); status != 403 {
+			t.Fatalf("logout without csrf: %d", status)
+		}
+	})
+}
+
+func TestPagesRefuseOnTheServer(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		b := e.browser()
+		b.login("consumer")
+		_, home, _ := b.get("/home")
+		if strings.Contains(home, `href="/users"`) || strings.Contains(home, `href="/audit"`) {
+			t.Fatal("consumer navigation links to administration")
+		}
+		for _, p := range []string{"/users", "/users/new", "/departments", "/audit", "/audit/export.csv", fmt.Sprintf("/users/%d", e.users[policy.PlatformAdmin].ID)} {
+			if status, _, _ := b.get(p); status != 403 {
+				t.Errorf("consumer GET %s: %d, want 403", p, status)
+			}
+		}
+		if status, _, _ := b.post(fmt.Sprintf("/users/%d/unlock", e.users[policy.Auditor].ID), url.Values{"_csrf": {b.csrf("/home")}}); status != 403 {
+			t.Errorf("consumer unlock: %d", status)
+		}
+		evs, _ := e.log.List(context.Background(), audit.Filter{Actor: "consumer", Result: audit.ResultDenied, Limit: 100})
+		if len(evs) < 6 {
+			t.Fatalf("page refusals audited %d times", len(evs))
+		}
+		// The auditor reads the log and exports it; the platform
+		// administrator cannot.
+		a := e.browser()
+		a.login("auditor")
+		status, body, _ := a.get("/audit?actor=consumer&result=denied")
+		if status != 200 || !strings.Contains(body, "audit-table") || !strings.Contains(body, "denied") {
+			t.Fatalf("auditor /audit: %d", status)
+		}
+		status, csv, _ := a.get("/audit/export.csv?actor=consumer")
+		if status != 200 || !strings.Contains(csv, "序号 seq") || !strings.Contains(csv, "consumer") {
+			t.Fatalf("export: %d", status)
+		}
+		p := e.browser()
+		p.login("platform.admin")
+		if status, _, _ := p.get("/audit"); status != 403 {
+			t.Fatalf("platform admin reads audit: %d", status)
+		}
+	})
+}
+
+func TestAdministratorMustEnrolTOTPAndFirstLoginChangesPassword(t *testing.T) {
+	e := newEnv(t, storetest.OpenSQLite(t), nil)
+	ctx := context.Background()
+	admin := e.users[policy.PlatformAdmin].Actor()
+	_, err := e.ids.CreateUser(ctx, admin, identity.UserInput{Login: "new.sec", Name: "新安全员", DeptID: e.city.ID, Roles: []policy.Role{policy.SecurityAdmin}, Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := e.browser()
+	status, _, loc := b.post("/login", url.Values{"login": {"new.sec"}, "password": {pw}, "_csrf": {b.csrf("/login")}})
+	if status != 303 || loc != "/account/totp" {
+		t.Fatalf("admin without 2FA sent to %s", loc)
+	}
+	// Nothing else opens before enrolment.
+	if _, _, loc := b.get("/users"); loc != "/account/totp" {
+		t.Fatalf("/users before enrolment redirects to %q", loc)
+	}
+	_, page, _ := b.get("/account/totp")
+	m := regexp.MustCompile(`id="totp-secret">([A-Z2-7]+)<`).FindStringSubmatch(page)
+	if m == nil || !strings.Contains(page, "otpauth://totp/") {
+		t.Fatal("enrolment page shows no secret or URI")
+	}
+	code, _ := identity.TOTPCode(m[1], time.Now())
+	status, _, loc = b.post("/account/totp", url.Values{"code": {code}, "_csrf": {b.csrf("/account/totp")}})
+	if status != 303 || loc != "/account/password" {
+		t.Fatalf("after enrolment: %d %s", status, loc)
+	}
+	token := b.csrf("/account/password")
+	status, body, _ := b.post("/account/password", url.Values{"old_password": {pw}, "new_password": {"short"}, "confirm_password": {"short"}, "_csrf": {token}})
+	if status != 422 || !strings.Contains(body, "identity.password_weak") {
+		t.Fatalf("weak password: %d", status)
+	}
+	status, _, loc = b.post("/account/password", url.Values{"old_password": {pw}, "new_password": {"Another#Pass9"}, "confirm_password": {"Another#Pass9"}, "_csrf": {token}})
+	if status != 303 || !strings.HasPrefix(loc, "/home") {
+		t.Fatalf("password change: %d %s", status, loc)
+	}
+	if status, _, _ := b.get("/users"); status != 200 {
+		t.Fatalf("security admin /users after login: %d", status)
+	}
+}
