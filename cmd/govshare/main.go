@@ -264,7 +264,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	keys, err := server.Keys(&l.Config)
+	keys, err := server.ExistingKeys(&l.Config)
 	if err != nil {
 		return err
 	}

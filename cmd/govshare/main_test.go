@@ -116,3 +116,14 @@ func TestUnknownCommandSaysWhatToDo(t *testing.T) {
 		t.Fatalf("unknown command: %v %q", err, errOut)
 	}
 }
+
+func TestAuditVerifyNeedsTheDeploymentKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := cli(t, "", "migrate", "--data", dir); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := cli(t, "", "audit", "verify", "--data", dir)
+	if err == nil || !strings.Contains(err.Error(), "secret-key-file") {
+		t.Fatalf("verify without a key: %v", err)
+	}
+}

@@ -79,12 +79,27 @@ func OpenStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*stor
 	return db, nil
 }
 
-// Keys loads the master key from the environment or the key file.
+// Keys loads the master key from GOVSHARE_SECRET_KEY or the key file,
+// creating the file on the first start of a new deployment.
 func Keys(cfg *config.Config) (*secret.Keys, error) {
 	if v := os.Getenv("GOVSHARE_SECRET_KEY"); v != "" {
 		return secret.Parse(v)
 	}
 	return secret.LoadOrCreate(cfg.KeyFile())
+}
+
+// ExistingKeys loads the master key but never creates one: commands that
+// check existing data (audit verify) would otherwise report every seal as
+// broken when pointed at the wrong data folder.
+func ExistingKeys(cfg *config.Config) (*secret.Keys, error) {
+	if v := os.Getenv("GOVSHARE_SECRET_KEY"); v != "" {
+		return secret.Parse(v)
+	}
+	b, err := os.ReadFile(cfg.KeyFile())
+	if err != nil {
+		return nil, fmt.Errorf("master key %s: %w — use the deployment's --data folder, --secret-key-file or GOVSHARE_SECRET_KEY", cfg.KeyFile(), err)
+	}
+	return secret.Parse(string(b))
 }
 
 // Run serves the platform until ctx ends.

@@ -1,0 +1,76 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"govshare/internal/audit"
+	"govshare/internal/config"
+	"govshare/internal/demo"
+	"govshare/internal/identity"
+	"govshare/internal/policy"
+	"govshare/internal/secret"
+	"govshare/internal/server"
+	"govshare/internal/store"
+	"govshare/internal/storetest"
+)
+
+func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		keys, _ := secret.New(make([]byte, 32))
+		log, _ := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
+		defer log.Close()
+		cfg := config.Defaults()
+		cfg.Data = t.TempDir()
+		var out bytes.Buffer
+		p := &server.Platform{Config: &cfg, DB: db, Keys: keys, Audit: log, Identity: identity.NewService(db, log, keys, identity.DefaultConfig()),
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: &out}
+		if err := demo.Seed(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		ds, _ := p.Identity.Departments(ctx)
+		if len(ds) != 11 {
+			t.Fatalf("%d departments", len(ds))
+		}
+		for _, d := range ds {
+			if !identity.ValidCreditCode(d.CreditCode) {
+				t.Errorf("%s has an invalid code %s", d.Name, d.CreditCode)
+			}
+		}
+		admin := policy.Actor{UserID: -1, Roles: []policy.Role{policy.PlatformAdmin}}
+		users, _ := p.Identity.Users(ctx, admin, identity.UserFilter{})
+		held := map[policy.Role]int{}
+		for _, u := range users {
+			if err := identity.ValidateRoles(u.Roles); err != nil {
+				t.Errorf("%s: %v", u.Login, err)
+			}
+			for _, r := range u.Roles {
+				held[r]++
+			}
+			if u.HasAdminRole() != u.TOTPEnabled {
+				t.Errorf("%s: admin=%v totp=%v", u.Login, u.HasAdminRole(), u.TOTPEnabled)
+			}
+		}
+		for _, r := range policy.AllRoles {
+			if held[r] == 0 {
+				t.Errorf("nobody holds %s", r)
+			}
+		}
+		if held[policy.DeptAdmin] != 10 || held[policy.Consumer] != 10 {
+			t.Errorf("department roles: %v", held)
+		}
+		// A second start loads nothing new and prints the accounts again.
+		out.Reset()
+		if err := demo.Seed(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := p.Identity.DepartmentCount(ctx); n != 11 || !strings.Contains(out.String(), "auditor") {
+			t.Fatalf("restart: %d departments", n)
+		}
+	})
+}
