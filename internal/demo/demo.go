@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,7 +80,7 @@ func Seed(ctx context.Context, p *server.Platform) error {
 	} else if err != nil {
 		return err
 	}
-	_, err = io.WriteString(p.Out, string(b))
+	_, err = p.Out.Write(b)
 	return err
 }
 

@@ -112,13 +112,6 @@ func problemFrom(err error, reqID string) *Problem {
 	return p
 }
 
-// writeProblem answers a plain handler's request with a problem document.
-func writeProblem(w http.ResponseWriter, p *Problem) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
-}
-
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
