@@ -47,6 +47,8 @@ type page struct {
 	Banner  string
 	Path    string
 	Version string
+	// ErrorPage is set on error pages, which explain the error themselves.
+	ErrorPage bool
 }
 
 type navGroup struct {
@@ -215,5 +217,5 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, u *identity.U
 		s.Log.Error("page failed", "request_id", requestID(r.Context()), "path", r.URL.Path, "err", err)
 		ae = apperr.New(http.StatusInternalServerError, "internal", T(ZH, "err.500"), T(EN, "err.500"))
 	}
-	s.render(w, r, ae.Status, "error", &page{Title: T(langOf(r), "err.title"), User: u, Err: ae})
+	s.render(w, r, ae.Status, "error", &page{Title: T(langOf(r), "err.title"), User: u, Err: ae, ErrorPage: true})
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
@@ -295,11 +296,16 @@ func (b *browser) saveEvidence() {
 	}
 }
 
+// tail is the last n bytes of s or a few more, cut between characters.
 func tail(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return "…" + s[len(s)-n:]
+	i := len(s) - n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return "…" + s[i:]
 }
 
 // ----- actions: each fails the test with the tab's location on error -----
