@@ -160,7 +160,11 @@ func (s *Server) withRequest(next http.Handler) http.Handler {
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Referrer-Policy", "same-origin")
 		ctx := context.WithValue(r.Context(), keyRequestID, id)
-		ctx = audit.WithRequest(ctx, audit.Request{ClientAddr: clientAddr(r), RequestID: id})
+		purpose := strings.TrimSpace(r.Header.Get("X-Purpose"))
+		if len(purpose) > 500 {
+			purpose = purpose[:500]
+		}
+		ctx = audit.WithRequest(ctx, audit.Request{ClientAddr: clientAddr(r), RequestID: id, Purpose: purpose})
 		r = r.WithContext(ctx)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() {

@@ -242,6 +242,21 @@ func TestAPIRefusesMissingAndBadTokens(t *testing.T) {
 	if len(evs) != 1 {
 		t.Fatalf("bad token not audited: %v", evs)
 	}
+	// The request id and a stated purpose reach the audit log.
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/tokens", strings.NewReader(`{"name":"对接系统"}`))
+	req.Header.Set("Authorization", "Bearer "+e.tokens[policy.Consumer])
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Purpose", "业务系统对接测试")
+	req.Header.Set("X-Request-Id", "req-42")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 201 {
+		t.Fatalf("create token: %v %v", err, resp.StatusCode)
+	}
+	resp.Body.Close()
+	evs, _ = e.log.List(context.Background(), audit.Filter{Action: "token.create", Limit: 1})
+	if len(evs) != 1 || evs[0].Purpose != "业务系统对接测试" || evs[0].RequestID != "req-42" || evs[0].ClientAddr != "127.0.0.1" {
+		t.Fatalf("audit event lacks request metadata: %+v", evs)
+	}
 	status, m, _ = e.api(policy.Consumer, "GET", "/api/v1/me", nil)
 	if status != 200 || m["login"] != "consumer" {
 		t.Fatalf("me: %d %v", status, m)
