@@ -32,6 +32,11 @@ type Log struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	// gate orders Append against Close: appends enqueue under the read
+	// lock, Close marks the log closed under the write lock, so no event
+	// is queued after the writer's final drain.
+	gate   sync.RWMutex
+	closed bool
 	// writeMu serialises batches inside this process; the row lock on
 	// audit_head serialises them across processes.
 	writeMu sync.Mutex
@@ -70,7 +75,12 @@ func Open(db *store.DB, opt Options) (*Log, error) {
 
 // Close flushes queued events and stops the writer.
 func (l *Log) Close() error {
-	l.closeOnce.Do(func() { close(l.stop) })
+	l.closeOnce.Do(func() {
+		l.gate.Lock()
+		l.closed = true
+		l.gate.Unlock()
+		close(l.stop)
+	})
 	<-l.done
 	return nil
 }
@@ -99,11 +109,16 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 		e.ActorType = ActorSystem
 	}
 	p := &pending{ev: e, res: make(chan error, 1)}
+	l.gate.RLock()
+	if l.closed {
+		l.gate.RUnlock()
+		return ErrClosed
+	}
 	select {
 	case l.queue <- p:
-	case <-l.stop:
-		return ErrClosed
+		l.gate.RUnlock()
 	case <-ctx.Done():
+		l.gate.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued the event will be written; wait for the outcome even if
