@@ -80,6 +80,11 @@ const (
 	AuditRead          Action = "audit.read"
 	AuditExport        Action = "audit.export"
 	AuditVerify        Action = "audit.verify"
+
+	CatalogEdit          Action = "catalog.edit"           // register and change the department's entries
+	CatalogViewDraft     Action = "catalog.view_draft"     // see entries that are not published
+	CatalogReview        Action = "catalog.review"         // return, approve, publish, retire
+	ClassificationManage Action = "catalog.classification" // edit the classification tree
 )
 
 // Target is what the action applies to.
@@ -117,6 +122,11 @@ var rules = map[Action]map[Role]scope{
 	AuditRead:          {Auditor: all},
 	AuditExport:        {Auditor: all},
 	AuditVerify:        {Auditor: all},
+
+	CatalogEdit:          {DeptAdmin: ownDept},
+	CatalogViewDraft:     {PlatformAdmin: all, DeptAdmin: ownDept, DeptReviewer: ownDept},
+	CatalogReview:        {PlatformAdmin: all},
+	ClassificationManage: {PlatformAdmin: all},
 }
 
 // Allowed reports whether actor may do act on t.
