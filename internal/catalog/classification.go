@@ -90,10 +90,10 @@ var DefaultTree = []Classification{
 }
 
 var (
-	ErrClassCode   = apperr.Invalid("catalog.class_code_invalid", "code", "分类代码格式无效：类1位(1/2/3)、项2位、目3位、细目若干位", "malformed classification code: 类 1 digit (1/2/3), 项 2, 目 3, 细目 more")
-	ErrClassName   = apperr.Invalid("catalog.class_name_invalid", "name", "分类名称不能为空，且不超过64个字符", "the classification name is required, at most 64 characters")
-	ErrClassParent = apperr.Invalid("catalog.class_parent_missing", "parent_code", "上级分类不存在", "the parent classification does not exist")
-	ErrClassTaken  = apperr.New(409, "catalog.class_code_taken", "分类代码已存在", "the classification code exists").OnField("code")
+	ErrClassCode    = apperr.Invalid("catalog.class_code_invalid", "code", "分类代码格式无效：类1位(1/2/3)、项2位、目3位、细目若干位", "malformed classification code: 类 1 digit (1/2/3), 项 2, 目 3, 细目 more")
+	ErrClassName    = apperr.Invalid("catalog.class_name_invalid", "name", "分类名称不能为空，且不超过64个字符", "the classification name is required, at most 64 characters")
+	ErrClassParent  = apperr.Invalid("catalog.class_parent_missing", "parent_code", "上级分类不存在", "the parent classification does not exist")
+	ErrClassTaken   = apperr.New(409, "catalog.class_code_taken", "分类代码已存在", "the classification code exists").OnField("code")
 	ErrClassUnknown = apperr.Invalid("catalog.class_unknown", "class_code", "信息资源分类不存在", "unknown classification")
 )
 
@@ -202,7 +202,9 @@ func (s *Service) ImportClassifications(ctx context.Context, actor policy.Actor,
 }
 
 func sortByLen(order []int, rows []Classification) {
-	sort.SliceStable(order, func(a, b int) bool { return len(strings.TrimSpace(rows[order[a]].Code)) < len(strings.TrimSpace(rows[order[b]].Code)) })
+	sort.SliceStable(order, func(a, b int) bool {
+		return len(strings.TrimSpace(rows[order[a]].Code)) < len(strings.TrimSpace(rows[order[b]].Code))
+	})
 }
 
 func (s *Service) classExists(ctx context.Context, code string) error {

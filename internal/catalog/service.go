@@ -121,7 +121,9 @@ func (s *Service) SetClock(now func() time.Time) { s.now = now }
 
 // OnChange registers a function called after an entry is published,
 // changed or retired.
-func (s *Service) OnChange(fn func(ctx context.Context, entryID int64)) { s.onChange = append(s.onChange, fn) }
+func (s *Service) OnChange(fn func(ctx context.Context, entryID int64)) {
+	s.onChange = append(s.onChange, fn)
+}
 
 func (s *Service) changed(ctx context.Context, id int64) {
 	for _, fn := range s.onChange {
