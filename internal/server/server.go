@@ -17,6 +17,8 @@ import (
 
 	"govshare/internal/audit"
 	"govshare/internal/bus"
+	"govshare/internal/calendar"
+	"govshare/internal/catalog"
 	"govshare/internal/config"
 	"govshare/internal/identity"
 	"govshare/internal/secret"
@@ -48,6 +50,7 @@ type Platform struct {
 	Audit    *audit.Log
 	Bus      *bus.Bus
 	Identity *identity.Service
+	Catalog  *catalog.Service
 	Log      *slog.Logger
 	Out      io.Writer
 }
@@ -130,6 +133,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	defer p.Bus.Close()
 	p.Identity = identity.NewService(p.DB, p.Audit, p.Keys, identity.DefaultConfig())
+	p.Catalog = catalog.NewService(p.DB, p.Audit, calendar.Weekdays{}, catalog.DefaultConfig())
+	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
+		return err
+	}
 
 	if opt.Seed != nil {
 		if err := opt.Seed(ctx, p); err != nil {
@@ -138,7 +145,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 
 	h, err := web.New(web.Deps{
-		Identity: p.Identity, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		Identity: p.Identity, Catalog: p.Catalog, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),

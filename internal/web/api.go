@@ -55,6 +55,7 @@ func (s *Server) apiRoutes() {
 	s.api = api
 	s.identityAPI(api)
 	s.auditAPI(api)
+	s.catalogAPI(api)
 }
 
 // apiAuth resolves the bearer token for every operation.

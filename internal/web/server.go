@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"govshare/internal/audit"
+	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/secret"
 )
@@ -40,6 +41,7 @@ func (f CheckFunc) Check(ctx context.Context) error { return f(ctx) }
 // Deps are what the web layer needs.
 type Deps struct {
 	Identity *identity.Service
+	Catalog  *catalog.Service
 	Audit    *audit.Log
 	Keys     *secret.Keys
 	Log      *slog.Logger

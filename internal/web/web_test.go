@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"govshare/internal/audit"
+	"govshare/internal/calendar"
+	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
 	"govshare/internal/secret"
@@ -51,7 +53,11 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	if ready == nil {
 		ready = map[string]web.Checker{"database": web.CheckFunc(db.Ping)}
 	}
-	h, err := web.New(web.Deps{Identity: ids, Audit: log, Keys: keys, Version: "test", Ready: ready})
+	cat := catalog.NewService(db, log, calendar.Weekdays{}, catalog.DefaultConfig())
+	if err := cat.EnsureDefaultTree(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,4 +485,86 @@ func TestAdministratorMustEnrolTOTPAndFirstLoginChangesPassword(t *testing.T) {
 	if status, _, _ := b.get("/users"); status != 200 {
 		t.Fatalf("security admin /users after login: %d", status)
 	}
+}
+
+func TestCatalogWorkflowThroughTheAPI(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		content := map[string]any{
+			"name": "居住证登记信息", "class_code": "101", "abstract": "本市居住证办理登记信息。", "format_class": "database", "format_type": "postgresql",
+			"keywords": []string{"居住证", "流动人口"},
+			"items": []map[string]any{
+				{"name": "居住证号码", "machine_name": "permit_no", "data_type": "C", "length": 20, "key": true},
+				{"name": "姓名", "machine_name": "name", "data_type": "C", "length": 50, "mask_rule": "surname"},
+			},
+			"share_type": "conditional", "share_condition": "用于公共服务身份核验", "share_methods": []string{"api"},
+			"open_type": "closed", "update_cycle": "daily",
+		}
+		status, m, _ := e.api(policy.Consumer, "POST", "/api/v1/catalog/entries", content)
+		if status != 403 {
+			t.Fatalf("consumer registers: %d %v", status, m)
+		}
+		bad := map[string]any{}
+		for k, v := range content {
+			bad[k] = v
+		}
+		bad["share_condition"] = ""
+		status, m, _ = e.api(policy.DeptAdmin, "POST", "/api/v1/catalog/entries", bad)
+		if status != 422 || m["field"] != "share_condition" {
+			t.Fatalf("missing condition: %d %v", status, m)
+		}
+		status, m, _ = e.api(policy.DeptAdmin, "POST", "/api/v1/catalog/entries", content)
+		if status != 201 || m["state"] != "draft" {
+			t.Fatalf("create: %d %v", status, m)
+		}
+		id := int64(m["id"].(float64))
+		path := fmt.Sprintf("/api/v1/catalog/entries/%d", id)
+		step := func(role policy.Role, action string, body any, want int) map[string]any {
+			t.Helper()
+			status, m, _ := e.api(role, "POST", path+"/"+action, body)
+			if status != want {
+				t.Fatalf("%s %s: %d %v", role, action, status, m)
+			}
+			return m
+		}
+		step(policy.DeptAdmin, "submit", nil, 200)
+		step(policy.DeptAdmin, "approve", nil, 403)
+		m = step(policy.PlatformAdmin, "return", map[string]any{"reasons": []map[string]string{{"field": "abstract", "text": "请说明覆盖范围"}}}, 200)
+		if m["state"] != "returned" {
+			t.Fatalf("returned: %v", m)
+		}
+		content["abstract"] = "本市居住证办理登记信息，覆盖全市。"
+		if status, m, _ := e.api(policy.DeptAdmin, "PUT", path, content); status != 200 {
+			t.Fatalf("update: %d %v", status, m)
+		}
+		step(policy.DeptAdmin, "submit", nil, 200)
+		step(policy.PlatformAdmin, "approve", nil, 200)
+		m = step(policy.PlatformAdmin, "publish", nil, 200)
+		if m["code"] != "101/000001" || m["published_version"] != float64(1) {
+			t.Fatalf("published: %v", m)
+		}
+		// A change request gives version 2, and the diff shows it.
+		step(policy.DeptAdmin, "change", map[string]any{"reason": "functions", "note": "职能调整"}, 200)
+		content["update_cycle"] = "realtime"
+		e.api(policy.DeptAdmin, "PUT", path, content)
+		step(policy.DeptAdmin, "submit", nil, 200)
+		step(policy.PlatformAdmin, "approve", nil, 200)
+		step(policy.PlatformAdmin, "publish", nil, 200)
+		status, m, _ = e.api(policy.Auditor, "GET", path, nil)
+		if status != 200 || m["published_version"] != float64(2) {
+			t.Fatalf("read by another department: %d %v", status, m)
+		}
+		req, _ := http.NewRequest("GET", e.srv.URL+path+"/diff?from=1&to=2", nil)
+		req.Header.Set("Authorization", "Bearer "+e.tokens[policy.Consumer])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d []map[string]string
+		json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		if len(d) != 1 || d[0]["field"] != "update_cycle" || d[0]["old"] != "daily" || d[0]["new"] != "realtime" {
+			t.Fatalf("diff: %v", d)
+		}
+	})
 }

@@ -1,0 +1,248 @@
+package web
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"govshare/internal/apperr"
+	"govshare/internal/catalog"
+	"govshare/internal/policy"
+)
+
+type entryBody struct {
+	Body catalog.Entry
+}
+
+type entryAction struct {
+	IDPath
+}
+
+func (s *Server) catalogAPI(api huma.API) {
+	const tag = "目录 Catalog"
+	huma.Register(api, op("list-classifications", http.MethodGet, "/api/v1/classifications", tag, "信息资源分类树 / the classification tree"),
+		func(ctx context.Context, _ *struct{}) (*struct{ Body []catalog.Classification }, error) {
+			cs, err := s.Catalog.Classifications(ctx)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body []catalog.Classification }{Body: cs}, nil
+		})
+	huma.Register(api, op("save-classification", http.MethodPut, "/api/v1/classifications/{code}", tag, "新增或修改分类 / add or rename a classification"),
+		func(ctx context.Context, in *struct {
+			Code string `path:"code" doc:"分类代码 / code"`
+			Body struct {
+				Name string `json:"name" doc:"分类名称 / name"`
+			}
+		}) (*struct{ Body catalog.Classification }, error) {
+			c, err := s.Catalog.SaveClassification(ctx, principalFrom(ctx).actor(), catalog.Classification{Code: in.Code, Name: in.Body.Name})
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body catalog.Classification }{Body: c}, nil
+		})
+	huma.Register(api, op("import-classifications", http.MethodPost, "/api/v1/classifications/import", tag, "导入分类树(全部或全不) / import a classification tree (all or nothing)"),
+		func(ctx context.Context, in *struct{ Body []catalog.Classification }) (*struct {
+			Body struct {
+				Imported int `json:"imported"`
+			}
+		}, error) {
+			n, err := s.Catalog.ImportClassifications(ctx, principalFrom(ctx).actor(), in.Body)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			out := &struct {
+				Body struct {
+					Imported int `json:"imported"`
+				}
+			}{}
+			out.Body.Imported = n
+			return out, nil
+		})
+
+	huma.Register(api, op("list-entries", http.MethodGet, "/api/v1/catalog/entries", tag, "目录条目列表 / list catalog entries"),
+		func(ctx context.Context, in *struct {
+			DeptID int64  `query:"dept_id" doc:"提供方部门 / provider department"`
+			State  string `query:"state" enum:"draft,submitted,returned,approved,published,retired," doc:"状态 / state"`
+			After  int64  `query:"after" doc:"翻页：返回ID大于此值的条目 / paging: entries with id above this"`
+			Limit  int    `query:"limit" minimum:"0" maximum:"500" doc:"条数(默认100) / page size"`
+		}) (*struct{ Body []catalog.Entry }, error) {
+			es, err := s.Catalog.Entries(ctx, principalFrom(ctx).actor(), catalog.Filter{DeptID: in.DeptID, State: catalog.State(in.State), After: in.After, Limit: in.Limit})
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			if es == nil {
+				es = []catalog.Entry{}
+			}
+			return &struct{ Body []catalog.Entry }{Body: es}, nil
+		})
+
+	ce := op("create-entry", http.MethodPost, "/api/v1/catalog/entries", tag, "登记目录条目(草稿) / register an entry as a draft")
+	ce.DefaultStatus = http.StatusCreated
+	huma.Register(api, ce, func(ctx context.Context, in *struct{ Body catalog.Content }) (*entryBody, error) {
+		e, err := s.Catalog.CreateEntry(ctx, principalFrom(ctx).actor(), in.Body)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return &entryBody{Body: e}, nil
+	})
+
+	huma.Register(api, op("get-entry", http.MethodGet, "/api/v1/catalog/entries/{id}", tag, "查看目录条目 / one entry"),
+		func(ctx context.Context, in *IDPath) (*entryBody, error) {
+			e, err := s.Catalog.Entry(ctx, principalFrom(ctx).actor(), in.ID)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &entryBody{Body: e}, nil
+		})
+
+	huma.Register(api, op("update-entry", http.MethodPut, "/api/v1/catalog/entries/{id}", tag, "修改草稿 / update the working copy"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			Body catalog.Content
+		}) (*entryBody, error) {
+			e, err := s.Catalog.UpdateDraft(ctx, principalFrom(ctx).actor(), in.ID, in.Body)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &entryBody{Body: e}, nil
+		})
+
+	simple := map[string]struct {
+		summary string
+		fn      func(*Server) func(context.Context, int64) (catalog.Entry, error)
+	}{
+		"submit":  {"提交审核 / submit for review", func(s *Server) func(context.Context, int64) (catalog.Entry, error) { return s.entryStep(s.Catalog.Submit) }},
+		"approve": {"审核通过 / approve", func(s *Server) func(context.Context, int64) (catalog.Entry, error) { return s.entryStep(s.Catalog.Approve) }},
+		"publish": {"发布 / publish", func(s *Server) func(context.Context, int64) (catalog.Entry, error) { return s.entryStep(s.Catalog.Publish) }},
+	}
+	for _, name := range []string{"submit", "approve", "publish"} {
+		step := simple[name].fn(s)
+		huma.Register(api, op(name+"-entry", http.MethodPost, "/api/v1/catalog/entries/{id}/"+name, tag, simple[name].summary),
+			func(ctx context.Context, in *entryAction) (*entryBody, error) {
+				e, err := step(ctx, in.ID)
+				if err != nil {
+					return nil, s.fail(ctx, err)
+				}
+				return &entryBody{Body: e}, nil
+			})
+	}
+
+	huma.Register(api, op("return-entry", http.MethodPost, "/api/v1/catalog/entries/{id}/return", tag, "退回(须说明原因) / return with reasons"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			Body struct {
+				Reasons []catalog.Reason `json:"reasons"`
+			}
+		}) (*entryBody, error) {
+			e, err := s.Catalog.Return(ctx, principalFrom(ctx).actor(), in.ID, in.Body.Reasons)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &entryBody{Body: e}, nil
+		})
+
+	huma.Register(api, op("change-entry", http.MethodPost, "/api/v1/catalog/entries/{id}/change", tag, "发起变更 / open a change request"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			Body struct {
+				Reason string `json:"reason" enum:"law,functions,other" doc:"law 法律法规变化 / functions 职能调整 / other"`
+				Note   string `json:"note,omitempty"`
+			}
+		}) (*entryBody, error) {
+			e, err := s.Catalog.OpenChange(ctx, principalFrom(ctx).actor(), in.ID, in.Body.Reason, in.Body.Note)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &entryBody{Body: e}, nil
+		})
+
+	huma.Register(api, op("retire-entry", http.MethodPost, "/api/v1/catalog/entries/{id}/retire", tag, "撤销(停用) / retire"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			Body struct {
+				Note string `json:"note,omitempty"`
+			}
+		}) (*entryBody, error) {
+			e, err := s.Catalog.Retire(ctx, principalFrom(ctx).actor(), in.ID, in.Body.Note)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &entryBody{Body: e}, nil
+		})
+
+	huma.Register(api, op("list-entry-versions", http.MethodGet, "/api/v1/catalog/entries/{id}/versions", tag, "历史版本 / published versions"),
+		func(ctx context.Context, in *IDPath) (*struct{ Body []catalog.Version }, error) {
+			vs, err := s.Catalog.Versions(ctx, principalFrom(ctx).actor(), in.ID)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			if vs == nil {
+				vs = []catalog.Version{}
+			}
+			return &struct{ Body []catalog.Version }{Body: vs}, nil
+		})
+
+	huma.Register(api, op("diff-entry-versions", http.MethodGet, "/api/v1/catalog/entries/{id}/diff", tag, "版本对比 / compare two versions"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			From int `query:"from" required:"true" doc:"旧版本号 / older version"`
+			To   int `query:"to" required:"true" doc:"新版本号，0为工作稿 / newer version, 0 for the working copy"`
+		}) (*struct{ Body []catalog.Change }, error) {
+			d, err := s.entryDiff(ctx, in.ID, in.From, in.To)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body []catalog.Change }{Body: d}, nil
+		})
+}
+
+func (s *Server) entryStep(fn func(context.Context, policy.Actor, int64) (catalog.Entry, error)) func(context.Context, int64) (catalog.Entry, error) {
+	return func(ctx context.Context, id int64) (catalog.Entry, error) { return fn(ctx, principalFrom(ctx).actor(), id) }
+}
+
+// entryDiff compares two published versions, or a version with the
+// working copy (to = 0).
+func (s *Server) entryDiff(ctx context.Context, id int64, from, to int) ([]catalog.Change, error) {
+	a, b, err := s.versionPair(ctx, principalFrom(ctx).actor(), id, from, to)
+	if err != nil {
+		return nil, err
+	}
+	d := catalog.DiffFields(a, b)
+	if d == nil {
+		d = []catalog.Change{}
+	}
+	return d, nil
+}
+
+// errNoVersion is a diff request naming a version that does not exist.
+var errNoVersion = apperr.Invalid("catalog.version_unknown", "from", "没有该版本", "no such version")
+
+func (s *Server) versionPair(ctx context.Context, actor policy.Actor, id int64, from, to int) (catalog.Content, catalog.Content, error) {
+	e, err := s.Catalog.Entry(ctx, actor, id)
+	if err != nil {
+		return catalog.Content{}, catalog.Content{}, err
+	}
+	vs, err := s.Catalog.Versions(ctx, actor, id)
+	if err != nil {
+		return catalog.Content{}, catalog.Content{}, err
+	}
+	find := func(n int) (catalog.Content, bool) {
+		if n == 0 {
+			return e.Draft, true
+		}
+		for _, v := range vs {
+			if v.Version == n {
+				return v.Content, true
+			}
+		}
+		return catalog.Content{}, false
+	}
+	a, ok1 := find(from)
+	b, ok2 := find(to)
+	if !ok1 || !ok2 {
+		return a, b, errNoVersion
+	}
+	return a, b, nil
+}
