@@ -113,9 +113,15 @@ func (s *Server) catalogAPI(api huma.API) {
 		summary string
 		fn      func(*Server) func(context.Context, int64) (catalog.Entry, error)
 	}{
-		"submit":  {"提交审核 / submit for review", func(s *Server) func(context.Context, int64) (catalog.Entry, error) { return s.entryStep(s.Catalog.Submit) }},
-		"approve": {"审核通过 / approve", func(s *Server) func(context.Context, int64) (catalog.Entry, error) { return s.entryStep(s.Catalog.Approve) }},
-		"publish": {"发布 / publish", func(s *Server) func(context.Context, int64) (catalog.Entry, error) { return s.entryStep(s.Catalog.Publish) }},
+		"submit": {"提交审核 / submit for review", func(s *Server) func(context.Context, int64) (catalog.Entry, error) {
+			return s.entryStep(s.Catalog.Submit)
+		}},
+		"approve": {"审核通过 / approve", func(s *Server) func(context.Context, int64) (catalog.Entry, error) {
+			return s.entryStep(s.Catalog.Approve)
+		}},
+		"publish": {"发布 / publish", func(s *Server) func(context.Context, int64) (catalog.Entry, error) {
+			return s.entryStep(s.Catalog.Publish)
+		}},
 	}
 	for _, name := range []string{"submit", "approve", "publish"} {
 		step := simple[name].fn(s)
@@ -199,7 +205,9 @@ func (s *Server) catalogAPI(api huma.API) {
 }
 
 func (s *Server) entryStep(fn func(context.Context, policy.Actor, int64) (catalog.Entry, error)) func(context.Context, int64) (catalog.Entry, error) {
-	return func(ctx context.Context, id int64) (catalog.Entry, error) { return fn(ctx, principalFrom(ctx).actor(), id) }
+	return func(ctx context.Context, id int64) (catalog.Entry, error) {
+		return fn(ctx, principalFrom(ctx).actor(), id)
+	}
 }
 
 // entryDiff compares two published versions, or a version with the
