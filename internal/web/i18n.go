@@ -1,6 +1,9 @@
 package web
 
-import "net/http"
+import (
+	"net/http"
+	"strings"
+)
 
 // Lang is a UI language: Chinese first, English on request.
 type Lang string
@@ -172,6 +175,11 @@ var messages = map[string][2]string{
 // T looks up a UI string.
 func T(lang Lang, key string) string {
 	m, ok := messages[key]
+	if !ok {
+		if rest, isCat := strings.CutPrefix(key, "cat."); isCat {
+			m, ok = catalogLabels[rest]
+		}
+	}
 	if !ok {
 		return key
 	}

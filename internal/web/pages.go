@@ -54,6 +54,7 @@ func (s *Server) pageRoutes() {
 	m.HandleFunc("GET /audit/export.csv", s.withSession(identity.StageReady, s.auditExport))
 	m.HandleFunc("POST /audit/verify", s.withSession(identity.StageReady, s.auditVerify))
 	m.HandleFunc("GET /api/docs", s.apiDocsPage)
+	s.catalogRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"govshare/internal/apperr"
+	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
 )
@@ -78,6 +79,12 @@ func nav(u *identity.User) []navGroup {
 		sys = append(sys, navItem{"nav.audit", "/audit"})
 	}
 	groups := []navGroup{{Title: "", Items: []navItem{{"nav.home", "/home"}}}}
+	cat := []navItem{{"nav.catalog", "/catalog"}}
+	if policy.Any(a, policy.CatalogViewDraft) {
+		cat = append(cat, navItem{"nav.catalog.manage", "/catalog/manage"})
+	}
+	cat = append(cat, navItem{"nav.classes", "/classifications"})
+	groups = append(groups, navGroup{Title: "nav.group.catalog", Items: cat})
 	if len(sys) > 0 {
 		groups = append(groups, navGroup{Title: "nav.group.sys", Items: sys})
 	}
@@ -133,7 +140,25 @@ func funcs(lang Lang) template.FuncMap {
 			}
 			return m
 		},
-		"seq":      func(n int) []int { return make([]int, n) },
+		"seq":  func(n int) []int { return make([]int, n) },
+		"dec":  func(n int) int { return n - 1 },
+		"list": func(xs ...string) []string { return xs },
+		"join": func(xs []string, sep string) string { return strings.Join(xs, sep) },
+		"chars": func(s string) []string {
+			out := make([]string, 0, len(s))
+			for _, r := range s {
+				out = append(out, string(r))
+			}
+			return out
+		},
+		"hasMethod": func(ms []catalog.ShareMethod, m string) bool {
+			for _, x := range ms {
+				if string(x) == m {
+					return true
+				}
+			}
+			return false
+		},
 		"selected": func(v url.Values, key, want string) bool { return v.Get(key) == want },
 		"checked": func(v url.Values, key, want string) bool {
 			for _, x := range v[key] {

@@ -568,3 +568,93 @@ func TestCatalogWorkflowThroughTheAPI(t *testing.T) {
 		}
 	})
 }
+
+func entryForm(name, cycle string) url.Values {
+	return url.Values{
+		"name": {name}, "class_code": {"101"}, "abstract": {"本市居民婚姻登记信息。"}, "format_class": {"database"}, "format_type": {"postgresql"},
+		"keywords": {"婚姻，登记"}, "update_cycle": {cycle}, "share_type": {"conditional"}, "share_condition": {"用于婚姻状况核验"},
+		"share_methods": {"api", "verify"}, "open_type": {"closed"},
+		"items.0.name": {"结婚登记日期"}, "items.0.machine_name": {"marriage_date"}, "items.0.data_type": {"D"}, "items.0.length": {"8"},
+		"items.1.name": {"婚姻状况"}, "items.1.machine_name": {"marital_status"}, "items.1.data_type": {"C"}, "items.1.length": {"2"}, "items.1.key": {"on"},
+		"items.2.name": {""}, "items.2.machine_name": {""}, "items.2.data_type": {"C"}, "items.2.length": {""},
+	}
+}
+
+func TestCatalogPagesWalkTheWorkflow(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		da := e.browser()
+		da.login("dept.admin")
+		// A bad item is shown at its row and nothing is stored.
+		form := entryForm("婚姻登记信息", "daily")
+		form.Set("items.1.machine_name", "Marital")
+		form.Set("_csrf", da.csrf("/catalog/new"))
+		status, body, _ := da.post("/catalog", form)
+		if status != 422 || !strings.Contains(body, "items[1].machine_name") && !strings.Contains(body, "字段名须以小写字母开头") {
+			t.Fatalf("bad item: %d", status)
+		}
+		form = entryForm("婚姻登记信息", "daily")
+		form.Set("_csrf", da.csrf("/catalog/new"))
+		status, _, loc := da.post("/catalog", form)
+		if status != 303 || !strings.HasPrefix(loc, "/catalog/") {
+			t.Fatalf("create: %d %s", status, loc)
+		}
+		entry := strings.SplitN(strings.TrimPrefix(loc, "/catalog/"), "?", 2)[0]
+		step := func(b *browser, name string, extra url.Values) string {
+			t.Helper()
+			if extra == nil {
+				extra = url.Values{}
+			}
+			extra.Set("_csrf", b.csrf("/catalog/"+entry))
+			status, body, loc := b.post("/catalog/"+entry+"/"+name, extra)
+			if status != 303 {
+				t.Fatalf("%s: %d %s", name, status, body[:min(len(body), 300)])
+			}
+			return loc
+		}
+		step(da, "submit", nil)
+		pa := e.browser()
+		pa.login("platform.admin")
+		_, queue, _ := pa.get("/catalog/manage")
+		if !strings.Contains(queue, "婚姻登记信息") {
+			t.Fatal("submitted entry not in the review queue")
+		}
+		step(pa, "return", url.Values{"field": {"abstract"}, "reason": {"请补充数据范围"}})
+		_, page, _ := da.get("/catalog/" + entry)
+		if !strings.Contains(page, "请补充数据范围") {
+			t.Fatal("return reason not shown to the provider")
+		}
+		form = entryForm("婚姻登记信息", "daily")
+		form.Set("abstract", "本市居民婚姻登记信息，2000年以来全量。")
+		form.Set("_csrf", da.csrf("/catalog/"+entry+"/edit"))
+		if status, _, _ := da.post("/catalog/"+entry+"/edit", form); status != 303 {
+			t.Fatalf("edit: %d", status)
+		}
+		step(da, "submit", nil)
+		step(pa, "approve", nil)
+		step(pa, "publish", nil)
+		// A consumer of another department reads it.
+		c := e.browser()
+		c.login("consumer")
+		status, page, _ = c.get("/catalog/" + entry)
+		if status != 200 || !strings.Contains(page, "101/000001") || !strings.Contains(page, "marital_status") {
+			t.Fatalf("consumer view: %d", status)
+		}
+		if status, _, _ := c.get("/catalog/" + entry + "/edit"); status != 403 {
+			t.Fatalf("consumer edit page: %d", status)
+		}
+		// Change request → version 2 → side-by-side diff.
+		step(da, "change", url.Values{"reason": {"law"}, "note": {"条例修订"}})
+		form = entryForm("婚姻登记信息", "realtime")
+		form.Set("abstract", "本市居民婚姻登记信息，2000年以来全量。")
+		form.Set("_csrf", da.csrf("/catalog/"+entry+"/edit"))
+		da.post("/catalog/"+entry+"/edit", form)
+		step(da, "submit", nil)
+		step(pa, "approve", nil)
+		step(pa, "publish", nil)
+		status, diff, _ := c.get("/catalog/" + entry + "/diff?from=1&to=2")
+		if status != 200 || !regexp.MustCompile(`class="changed" data-field="update_cycle"`).MatchString(diff) || strings.Count(diff, `class="changed"`) != 1 {
+			t.Fatalf("diff page: %d", status)
+		}
+	})
+}

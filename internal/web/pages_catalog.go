@@ -1,0 +1,444 @@
+package web
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"govshare/internal/apperr"
+	"govshare/internal/catalog"
+	"govshare/internal/identity"
+	"govshare/internal/policy"
+)
+
+func (s *Server) catalogRoutes() {
+	m := s.mux
+	m.HandleFunc("GET /catalog", s.withSession(identity.StageReady, s.catalogPage))
+	m.HandleFunc("GET /catalog/manage", s.withSession(identity.StageReady, s.catalogManagePage))
+	m.HandleFunc("GET /catalog/new", s.withSession(identity.StageReady, s.entryNewPage))
+	m.HandleFunc("POST /catalog", s.withSession(identity.StageReady, s.entryCreate))
+	m.HandleFunc("GET /catalog/{id}", s.withSession(identity.StageReady, s.entryPage))
+	m.HandleFunc("GET /catalog/{id}/edit", s.withSession(identity.StageReady, s.entryEditPage))
+	m.HandleFunc("POST /catalog/{id}/edit", s.withSession(identity.StageReady, s.entryUpdate))
+	m.HandleFunc("POST /catalog/{id}/{step}", s.withSession(identity.StageReady, s.entryStepPost))
+	m.HandleFunc("GET /catalog/{id}/diff", s.withSession(identity.StageReady, s.entryDiffPage))
+	m.HandleFunc("GET /classifications", s.withSession(identity.StageReady, s.classificationsPage))
+	m.HandleFunc("POST /classifications", s.withSession(identity.StageReady, s.classificationSave))
+}
+
+// Labels for catalog enumerations, in both languages.
+var catalogLabels = map[string][2]string{
+	"state.draft": {"草稿", "Draft"}, "state.submitted": {"待审核", "Submitted"}, "state.returned": {"已退回", "Returned"},
+	"state.approved": {"待发布", "Approved"}, "state.published": {"已发布", "Published"}, "state.retired": {"已撤销", "Retired"},
+	"share.unconditional": {"无条件共享", "Unconditional"}, "share.conditional": {"有条件共享", "Conditional"}, "share.none": {"不予共享", "Not shared"},
+	"method.api": {"接口", "API"}, "method.file": {"文件下载", "File download"}, "method.exchange": {"数据库交换", "Database exchange"}, "method.verify": {"比对核验", "Verification"},
+	"open.open": {"无条件开放", "Open"}, "open.on_request": {"依申请开放", "Open on request"}, "open.closed": {"不予开放", "Not open"},
+	"cycle.realtime": {"实时", "Real-time"}, "cycle.daily": {"每日", "Daily"}, "cycle.weekly": {"每周", "Weekly"}, "cycle.monthly": {"每月", "Monthly"},
+	"cycle.quarterly": {"每季度", "Quarterly"}, "cycle.half_yearly": {"每半年", "Half-yearly"}, "cycle.yearly": {"每年", "Yearly"}, "cycle.other": {"其他", "Other"},
+	"format.file": {"电子文件", "Electronic file"}, "format.spreadsheet": {"电子表格", "Spreadsheet"}, "format.database": {"数据库", "Database"},
+	"format.image": {"图形图像", "Image"}, "format.streaming": {"流媒体", "Streaming media"}, "format.api": {"接口", "Interface"},
+	"format.self_describing": {"自描述格式", "Self-describing"}, "format.other": {"其他", "Other"},
+	"sens.public": {"公开", "Public"}, "sens.internal": {"内部", "Internal"}, "sens.sensitive": {"敏感", "Sensitive"}, "sens.secret": {"涉密", "Secret"},
+	"change.law": {"法律法规变化", "Change of law"}, "change.functions": {"职能调整", "Change of functions"}, "change.other": {"其他", "Other"},
+}
+
+type catalogListData struct {
+	Entries []catalog.Entry
+	Manage  bool
+	CanNew  bool
+	States  []catalog.State
+	Next    int64
+}
+
+func (s *Server) catalogPage(w http.ResponseWriter, r *http.Request, c *current) {
+	dept, _ := strconv.ParseInt(r.URL.Query().Get("dept_id"), 10, 64)
+	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
+	es, err := s.Catalog.Entries(r.Context(), c.user.Actor(), catalog.Filter{DeptID: dept, State: catalog.Published, After: after, Limit: 50})
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return
+	}
+	d := catalogListData{Entries: es}
+	if len(es) == 50 {
+		d.Next = es[len(es)-1].ID
+	}
+	s.render(w, r, http.StatusOK, "catalog", &page{Title: T(langOf(r), "nav.catalog"), User: &c.user, Active: "/catalog",
+		DeptMap: s.deptMap(r), Form: r.URL.Query(), Data: d})
+}
+
+func (s *Server) catalogManagePage(w http.ResponseWriter, r *http.Request, c *current) {
+	a := c.user.Actor()
+	if !policy.Any(a, policy.CatalogViewDraft) {
+		s.denied(w, r, c, policy.CatalogViewDraft, "catalog_entry")
+		return
+	}
+	f := catalog.Filter{State: catalog.State(r.URL.Query().Get("state")), Limit: 200}
+	if !policy.Allowed(a, policy.CatalogViewDraft, policy.Target{DeptID: -1}) {
+		f.DeptID = a.DeptID
+	} else if f.State == "" && r.URL.Query().Get("all") == "" {
+		f.State = catalog.Submitted // the reviewer's queue
+	}
+	es, err := s.Catalog.Entries(r.Context(), a, f)
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return
+	}
+	d := catalogListData{Entries: es, Manage: true, CanNew: policy.Allowed(a, policy.CatalogEdit, policy.Target{DeptID: a.DeptID}),
+		States: []catalog.State{catalog.Draft, catalog.Submitted, catalog.Returned, catalog.Approved, catalog.Published, catalog.Retired}}
+	form := r.URL.Query()
+	if form.Get("state") == "" {
+		form.Set("state", string(f.State))
+	}
+	s.render(w, r, http.StatusOK, "catalog", &page{Title: T(langOf(r), "nav.catalog.manage"), User: &c.user, Active: "/catalog/manage",
+		DeptMap: s.deptMap(r), Form: form, Data: d})
+}
+
+type entryFormData struct {
+	Entry    *catalog.Entry
+	Content  catalog.Content
+	Classes  []catalog.Classification
+	Formats  map[string][]string
+	Items    []catalog.DataItem
+	Action   string
+	DataType string
+}
+
+// blankItems pads the data item rows so the form always offers empty rows.
+func blankItems(items []catalog.DataItem) []catalog.DataItem {
+	out := append([]catalog.DataItem(nil), items...)
+	for len(out) < len(items)+3 {
+		out = append(out, catalog.DataItem{})
+	}
+	return out
+}
+
+func (s *Server) renderEntryForm(w http.ResponseWriter, r *http.Request, c *current, status int, e *catalog.Entry, content catalog.Content, ae *apperr.Error) {
+	classes, _ := s.Catalog.Classifications(r.Context())
+	action := "/catalog"
+	title := T(langOf(r), "cat.new")
+	if e != nil {
+		action = fmt.Sprintf("/catalog/%d/edit", e.ID)
+		title = T(langOf(r), "cat.edit")
+	}
+	s.render(w, r, status, "entry_form", &page{Title: title, User: &c.user, Active: "/catalog/manage", Err: ae,
+		Data: entryFormData{Entry: e, Content: content, Classes: classes, Formats: catalog.FormatTypes, Items: blankItems(content.Items),
+			Action: action, DataType: catalog.DataTypes}})
+}
+
+func (s *Server) entryNewPage(w http.ResponseWriter, r *http.Request, c *current) {
+	a := c.user.Actor()
+	if !policy.Allowed(a, policy.CatalogEdit, policy.Target{DeptID: a.DeptID}) {
+		s.denied(w, r, c, policy.CatalogEdit, "catalog_entry")
+		return
+	}
+	s.renderEntryForm(w, r, c, http.StatusOK, nil, catalog.Content{ShareType: catalog.ShareConditional, OpenType: catalog.OpenClosed,
+		UpdateCycle: "monthly", FormatClass: "database"}, nil)
+}
+
+// contentFromForm reads the entry form. Data item rows are items.N.field;
+// rows left wholly empty are ignored.
+func contentFromForm(r *http.Request) catalog.Content {
+	f := r.PostForm
+	split := func(s string) []string {
+		return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == '，' || r == ';' || r == '；' || r == '\n' })
+	}
+	c := catalog.Content{
+		Name: f.Get("name"), ClassCode: f.Get("class_code"), Abstract: f.Get("abstract"), FormatClass: f.Get("format_class"),
+		FormatType: f.Get("format_type"), Keywords: split(f.Get("keywords")), ShareType: catalog.ShareType(f.Get("share_type")),
+		ShareCondition: f.Get("share_condition"), ShareBasis: f.Get("share_basis"), OpenType: catalog.OpenType(f.Get("open_type")),
+		OpenCondition: f.Get("open_condition"), UpdateCycle: f.Get("update_cycle"), RelatedCodes: split(f.Get("related_codes")),
+		Classified: f.Get("classified") == "on",
+	}
+	for _, m := range f["share_methods"] {
+		c.ShareMethods = append(c.ShareMethods, catalog.ShareMethod(m))
+	}
+	for i := 0; i < 500; i++ {
+		p := fmt.Sprintf("items.%d.", i)
+		if _, ok := f[p+"name"]; !ok {
+			break
+		}
+		it := catalog.DataItem{Name: f.Get(p + "name"), MachineName: f.Get(p + "machine_name"), DataType: f.Get(p + "data_type"),
+			Description: f.Get(p + "description"), Sensitivity: f.Get(p + "sensitivity"), MaskRule: f.Get(p + "mask_rule"),
+			QualityRule: f.Get(p + "quality_rule"), Key: f.Get(p+"key") == "on"}
+		it.Length, _ = strconv.Atoi(strings.TrimSpace(f.Get(p + "length")))
+		if strings.TrimSpace(it.Name+it.MachineName+f.Get(p+"length")+it.Description+it.MaskRule+it.QualityRule) == "" {
+			continue
+		}
+		c.Items = append(c.Items, it)
+	}
+	return c
+}
+
+func (s *Server) entryCreate(w http.ResponseWriter, r *http.Request, c *current) {
+	content := contentFromForm(r)
+	e, err := s.Catalog.CreateEntry(r.Context(), c.user.Actor(), content)
+	if err != nil {
+		ae, ok := apperr.As(err)
+		if !ok || ae.Status == http.StatusForbidden {
+			s.errorPage(w, r, &c.user, err)
+			return
+		}
+		s.renderEntryForm(w, r, c, ae.Status, nil, content, ae)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/catalog/%d?ok=common.saved", e.ID), http.StatusSeeOther)
+}
+
+func (s *Server) loadEntry(w http.ResponseWriter, r *http.Request, c *current) (catalog.Entry, bool) {
+	id, err := pathID(r)
+	var e catalog.Entry
+	if err == nil {
+		e, err = s.Catalog.Entry(r.Context(), c.user.Actor(), id)
+	}
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return e, false
+	}
+	return e, true
+}
+
+func (s *Server) entryEditPage(w http.ResponseWriter, r *http.Request, c *current) {
+	e, ok := s.loadEntry(w, r, c)
+	if !ok {
+		return
+	}
+	if !policy.Allowed(c.user.Actor(), policy.CatalogEdit, policy.Target{DeptID: e.DeptID}) {
+		s.denied(w, r, c, policy.CatalogEdit, "catalog_entry")
+		return
+	}
+	s.renderEntryForm(w, r, c, http.StatusOK, &e, e.Draft, nil)
+}
+
+func (s *Server) entryUpdate(w http.ResponseWriter, r *http.Request, c *current) {
+	e, ok := s.loadEntry(w, r, c)
+	if !ok {
+		return
+	}
+	content := contentFromForm(r)
+	if _, err := s.Catalog.UpdateDraft(r.Context(), c.user.Actor(), e.ID, content); err != nil {
+		ae, ok := apperr.As(err)
+		if !ok || ae.Status == http.StatusForbidden {
+			s.errorPage(w, r, &c.user, err)
+			return
+		}
+		s.renderEntryForm(w, r, c, ae.Status, &e, content, ae)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/catalog/%d?ok=common.saved", e.ID), http.StatusSeeOther)
+}
+
+type entryPageData struct {
+	Entry     catalog.Entry
+	Shown     catalog.Content // the published version for most readers, the working copy for the provider
+	Versions  []catalog.Version
+	Dept      identity.Department
+	Class     string
+	CanEdit   bool
+	CanReview bool
+	Steps     []string
+	Changes   []catalog.Change // working copy vs last published version
+}
+
+func (s *Server) entryPage(w http.ResponseWriter, r *http.Request, c *current) {
+	if e, ok := s.loadEntry(w, r, c); ok {
+		s.renderEntry(w, r, c, http.StatusOK, e, nil)
+	}
+}
+
+func (s *Server) renderEntry(w http.ResponseWriter, r *http.Request, c *current, status int, e catalog.Entry, ae *apperr.Error) {
+	a := c.user.Actor()
+	d := entryPageData{Entry: e, Shown: e.Draft,
+		CanEdit:   policy.Allowed(a, policy.CatalogEdit, policy.Target{DeptID: e.DeptID}),
+		CanReview: policy.Allowed(a, policy.CatalogReview, policy.Target{DeptID: e.DeptID})}
+	d.Versions, _ = s.Catalog.Versions(r.Context(), a, e.ID)
+	d.Dept, _ = s.Identity.Department(r.Context(), e.DeptID)
+	if len(d.Versions) > 0 {
+		latest := d.Versions[0].Content
+		if !d.CanEdit && !d.CanReview {
+			d.Shown = latest // others read what was published
+		} else if e.State != catalog.Published && e.State != catalog.Retired {
+			d.Changes = catalog.DiffFields(latest, e.Draft)
+		}
+	}
+	classes, _ := s.Catalog.Classifications(r.Context())
+	for _, cl := range classes {
+		if cl.Code == d.Shown.ClassCode {
+			d.Class = cl.Name
+		}
+	}
+	switch e.State {
+	case catalog.Draft, catalog.Returned:
+		if d.CanEdit {
+			d.Steps = []string{"edit", "submit"}
+		}
+	case catalog.Submitted:
+		if d.CanReview {
+			d.Steps = []string{"approve", "return"}
+		}
+	case catalog.Approved:
+		if d.CanReview {
+			d.Steps = []string{"publish"}
+		}
+	case catalog.Published:
+		if d.CanEdit {
+			d.Steps = append(d.Steps, "change")
+		}
+		if d.CanReview {
+			d.Steps = append(d.Steps, "retire")
+		}
+	}
+	s.render(w, r, status, "entry", &page{Title: d.Shown.Name, User: &c.user, Active: "/catalog", Data: d, Err: ae})
+}
+
+func (s *Server) entryStepPost(w http.ResponseWriter, r *http.Request, c *current) {
+	id, err := pathID(r)
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return
+	}
+	a := c.user.Actor()
+	ctx := r.Context()
+	step := r.PathValue("step")
+	switch step {
+	case "submit":
+		_, err = s.Catalog.Submit(ctx, a, id)
+	case "approve":
+		_, err = s.Catalog.Approve(ctx, a, id)
+	case "publish":
+		_, err = s.Catalog.Publish(ctx, a, id)
+	case "return":
+		reasons := []catalog.Reason{{Field: r.PostFormValue("field"), Text: r.PostFormValue("reason")}}
+		_, err = s.Catalog.Return(ctx, a, id, reasons)
+	case "change":
+		_, err = s.Catalog.OpenChange(ctx, a, id, r.PostFormValue("reason"), r.PostFormValue("note"))
+	case "retire":
+		_, err = s.Catalog.Retire(ctx, a, id, r.PostFormValue("note"))
+	default:
+		err = apperr.ErrNotFound
+	}
+	if err != nil {
+		ae, ok := apperr.As(err)
+		e, lerr := s.Catalog.Entry(ctx, a, id)
+		if !ok || ae.Status == http.StatusForbidden || ae.Status == http.StatusNotFound || lerr != nil {
+			s.errorPage(w, r, &c.user, err)
+			return
+		}
+		s.renderEntry(w, r, c, ae.Status, e, ae)
+		return
+	}
+	http.Redirect(w, r, fmt.Sprintf("/catalog/%d?ok=cat.done.%s", id, step), http.StatusSeeOther)
+}
+
+type diffData struct {
+	Entry    catalog.Entry
+	From, To int
+	Versions []catalog.Version
+	Rows     []diffRow
+}
+
+type diffRow struct {
+	Field    string
+	Old, New string
+	Changed  bool
+}
+
+func (s *Server) entryDiffPage(w http.ResponseWriter, r *http.Request, c *current) {
+	e, ok := s.loadEntry(w, r, c)
+	if !ok {
+		return
+	}
+	a := c.user.Actor()
+	vs, _ := s.Catalog.Versions(r.Context(), a, e.ID)
+	from, _ := strconv.Atoi(r.URL.Query().Get("from"))
+	to, _ := strconv.Atoi(r.URL.Query().Get("to"))
+	if from == 0 && to == 0 && len(vs) >= 2 {
+		from, to = vs[1].Version, vs[0].Version
+	}
+	old, nw, err := s.versionPair(r.Context(), a, e.ID, from, to)
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return
+	}
+	// Side by side: every field of both versions, changed ones marked.
+	var rows []diffRow
+	add := func(field, o, n string) {
+		rows = append(rows, diffRow{Field: field, Old: o, New: n, Changed: o != n})
+	}
+	of, nf := contentFields(old), contentFields(nw)
+	for i := range of {
+		add(of[i][0], of[i][1], nf[i][1])
+	}
+	items := map[string]bool{}
+	for _, it := range old.Items {
+		items[it.MachineName] = true
+	}
+	for _, it := range nw.Items {
+		items[it.MachineName] = true
+	}
+	byName := func(cs catalog.Content, m string) string {
+		for _, it := range cs.Items {
+			if it.MachineName == m {
+				return fmt.Sprintf("%s %s(%d)%s %s %s", it.Name, it.DataType, it.Length, map[bool]string{true: " 主键", false: ""}[it.Key], it.MaskRule, it.QualityRule)
+			}
+		}
+		return ""
+	}
+	for _, it := range append(append([]catalog.DataItem{}, old.Items...), nw.Items...) {
+		if !items[it.MachineName] {
+			continue
+		}
+		items[it.MachineName] = false
+		add("items."+it.MachineName, byName(old, it.MachineName), byName(nw, it.MachineName))
+	}
+	s.render(w, r, http.StatusOK, "entry_diff", &page{Title: T(langOf(r), "cat.diff"), User: &c.user, Active: "/catalog",
+		Data: diffData{Entry: e, From: from, To: to, Versions: vs, Rows: rows}})
+}
+
+func contentFields(c catalog.Content) [][2]string {
+	j := func(xs []string) string { return strings.Join(xs, "、") }
+	methods := make([]string, len(c.ShareMethods))
+	for i, m := range c.ShareMethods {
+		methods[i] = string(m)
+	}
+	return [][2]string{
+		{"name", c.Name}, {"class_code", c.ClassCode}, {"abstract", c.Abstract}, {"format", c.FormatClass + "/" + c.FormatType},
+		{"keywords", j(c.Keywords)}, {"share_type", string(c.ShareType)}, {"share_condition", c.ShareCondition}, {"share_basis", c.ShareBasis},
+		{"share_methods", j(methods)}, {"open_type", string(c.OpenType)}, {"open_condition", c.OpenCondition},
+		{"update_cycle", c.UpdateCycle}, {"related_codes", j(c.RelatedCodes)}, {"classified", strconv.FormatBool(c.Classified)},
+	}
+}
+
+type classData struct {
+	Classes   []catalog.Classification
+	CanManage bool
+}
+
+func (s *Server) classificationsPage(w http.ResponseWriter, r *http.Request, c *current) {
+	s.renderClasses(w, r, c, http.StatusOK, nil, nil)
+}
+
+func (s *Server) renderClasses(w http.ResponseWriter, r *http.Request, c *current, status int, ae *apperr.Error, form url.Values) {
+	cs, err := s.Catalog.Classifications(r.Context())
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return
+	}
+	s.render(w, r, status, "classifications", &page{Title: T(langOf(r), "nav.classes"), User: &c.user, Active: "/classifications",
+		Data: classData{Classes: cs, CanManage: policy.Allowed(c.user.Actor(), policy.ClassificationManage, policy.Target{})}, Err: ae, Form: form})
+}
+
+func (s *Server) classificationSave(w http.ResponseWriter, r *http.Request, c *current) {
+	_, err := s.Catalog.SaveClassification(r.Context(), c.user.Actor(), catalog.Classification{Code: r.PostFormValue("code"), Name: r.PostFormValue("name")})
+	if err != nil {
+		ae, ok := apperr.As(err)
+		if !ok || ae.Status == http.StatusForbidden {
+			s.errorPage(w, r, &c.user, err)
+			return
+		}
+		s.renderClasses(w, r, c, ae.Status, ae, r.PostForm)
+		return
+	}
+	http.Redirect(w, r, "/classifications?ok=common.saved", http.StatusSeeOther)
+}
