@@ -68,6 +68,11 @@ func Seed(ctx context.Context, p *server.Platform) error {
 		if err != nil {
 			return err
 		}
+		entries, err := loadCatalog(ctx, p.Identity, p.Catalog)
+		if err != nil {
+			return err
+		}
+		p.Log.Info("demo catalog loaded", "entries", entries)
 		if err := os.WriteFile(file, []byte(format(accounts)), 0o600); err != nil {
 			return err
 		}

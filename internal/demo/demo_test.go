@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"govshare/internal/audit"
+	"govshare/internal/calendar"
+	"govshare/internal/catalog"
 	"govshare/internal/config"
 	"govshare/internal/demo"
 	"govshare/internal/identity"
@@ -28,7 +30,11 @@ func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
 		cfg := config.Defaults()
 		cfg.Data = t.TempDir()
 		var out bytes.Buffer
-		p := &server.Platform{Config: &cfg, DB: db, Keys: keys, Audit: log, Identity: identity.NewService(db, log, keys, identity.DefaultConfig()),
+		cat := catalog.NewService(db, log, calendar.Weekdays{}, catalog.DefaultConfig())
+		if err := cat.EnsureDefaultTree(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p := &server.Platform{Config: &cfg, DB: db, Keys: keys, Audit: log, Identity: identity.NewService(db, log, keys, identity.DefaultConfig()), Catalog: cat,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: &out}
 		if err := demo.Seed(ctx, p); err != nil {
 			t.Fatal(err)
@@ -63,6 +69,10 @@ func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
 		}
 		if held[policy.DeptAdmin] != 10 || held[policy.Consumer] != 10 {
 			t.Errorf("department roles: %v", held)
+		}
+		es, err := cat.Entries(ctx, admin, catalog.Filter{State: catalog.Published})
+		if err != nil || len(es) < 12 {
+			t.Fatalf("demo catalog: %d published entries, %v", len(es), err)
 		}
 		// A second start loads nothing new and prints the accounts again.
 		out.Reset()
