@@ -13,9 +13,9 @@ import (
 // item is a compact data item: "名称|machine_name|type|length[|key][|mask:rule][|q:rule]".
 type demoEntry struct {
 	dept, name, class, abstract, cycle, share, open string
-	methods                                       []catalog.ShareMethod
-	keywords                                      []string
-	items                                         []string
+	methods                                         []catalog.ShareMethod
+	keywords                                        []string
+	items                                           []string
 }
 
 // demoCatalog is the catalog the regulations name (Fuzhou art. 8–19 and
