@@ -488,3 +488,30 @@ func (s *Service) SeedUser(ctx context.Context, in UserInput, mustChange bool, t
 	}
 	return s.User(ctx, u.ID)
 }
+
+// Contact is how a department's data administrator is shown to other
+// departments: name and login, no personal numbers.
+type Contact struct {
+	Name  string `json:"name"`
+	Login string `json:"login"`
+}
+
+// DataAdministrators lists the registered data administrators (部门数据管理员)
+// of a department, the contacts for its catalog entries.
+func (s *Service) DataAdministrators(ctx context.Context, deptID int64) ([]Contact, error) {
+	rows, err := s.db.Query(ctx, `SELECT u.name, u.login FROM users u JOIN user_roles r ON r.user_id = u.id
+		WHERE u.dept_id = ? AND r.role = ? AND u.status = ? ORDER BY u.login`, deptID, string(policy.DeptAdmin), StatusActive)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Contact
+	for rows.Next() {
+		var c Contact
+		if err := rows.Scan(&c.Name, &c.Login); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

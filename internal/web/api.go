@@ -56,6 +56,7 @@ func (s *Server) apiRoutes() {
 	s.identityAPI(api)
 	s.auditAPI(api)
 	s.catalogAPI(api)
+	s.feedbackAPI(api)
 }
 
 // apiAuth resolves the bearer token for every operation.

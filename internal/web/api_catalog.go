@@ -254,3 +254,96 @@ func (s *Server) versionPair(ctx context.Context, actor policy.Actor, id int64, 
 	}
 	return a, b, nil
 }
+
+func (s *Server) feedbackAPI(api huma.API) {
+	const tag = "目录 Catalog"
+	huma.Register(api, op("list-entry-ratings", http.MethodGet, "/api/v1/catalog/entries/{id}/ratings", tag, "评分与评论 / ratings and comments"),
+		func(ctx context.Context, in *IDPath) (*struct{ Body catalog.RatingSummary }, error) {
+			if _, err := s.Catalog.Entry(ctx, principalFrom(ctx).actor(), in.ID); err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			sum, err := s.Catalog.Ratings(ctx, in.ID)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body catalog.RatingSummary }{Body: sum}, nil
+		})
+	huma.Register(api, op("rate-entry", http.MethodPut, "/api/v1/catalog/entries/{id}/rating", tag, "评价(1-5星) / rate 1–5 stars"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			Body struct {
+				Stars   int    `json:"stars" minimum:"1" maximum:"5"`
+				Comment string `json:"comment,omitempty" maxLength:"500"`
+			}
+		}) (*struct{}, error) {
+			return nil, s.failOrNil(ctx, s.Catalog.Rate(ctx, principalFrom(ctx).actor(), in.ID, in.Body.Stars, in.Body.Comment))
+		})
+	huma.Register(api, op("list-related-entries", http.MethodGet, "/api/v1/catalog/entries/{id}/related", tag, "相关信息资源 / related entries"),
+		func(ctx context.Context, in *IDPath) (*struct{ Body []catalog.Entry }, error) {
+			e, err := s.Catalog.Entry(ctx, principalFrom(ctx).actor(), in.ID)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			rel, err := s.Catalog.Related(ctx, e, 10)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			if rel == nil {
+				rel = []catalog.Entry{}
+			}
+			return &struct{ Body []catalog.Entry }{Body: rel}, nil
+		})
+
+	const dtag = "需求目录 Demands"
+	huma.Register(api, op("list-demands", http.MethodGet, "/api/v1/demands", dtag, "需求目录 / the demand catalog"),
+		func(ctx context.Context, in *struct {
+			Q      string `query:"q" doc:"名称或说明中的文字 / text in title or description"`
+			State  string `query:"state" enum:"open,routed,answered,declined," doc:"状态 / state"`
+			DeptID int64  `query:"dept_id" doc:"分派到的部门 / routed to"`
+		}) (*struct{ Body []catalog.Demand }, error) {
+			ds, err := s.Catalog.Demands(ctx, catalog.DemandFilter{Query: in.Q, State: in.State, DeptID: in.DeptID})
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			if ds == nil {
+				ds = []catalog.Demand{}
+			}
+			return &struct{ Body []catalog.Demand }{Body: ds}, nil
+		})
+	pd := op("post-demand", http.MethodPost, "/api/v1/demands", dtag, "提出数据需求 / post a demand")
+	pd.DefaultStatus = http.StatusCreated
+	huma.Register(api, pd, func(ctx context.Context, in *struct{ Body catalog.DemandInput }) (*struct{ Body catalog.Demand }, error) {
+		d, err := s.Catalog.PostDemand(ctx, principalFrom(ctx).actor(), in.Body)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return &struct{ Body catalog.Demand }{Body: d}, nil
+	})
+	huma.Register(api, op("route-demand", http.MethodPost, "/api/v1/demands/{id}/route", dtag, "分派需求(平台管理员) / route a demand"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			Body struct {
+				DeptID int64 `json:"dept_id"`
+			}
+		}) (*struct{ Body catalog.Demand }, error) {
+			d, err := s.Catalog.RouteDemand(ctx, principalFrom(ctx).actor(), in.ID, in.Body.DeptID)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body catalog.Demand }{Body: d}, nil
+		})
+	huma.Register(api, op("answer-demand", http.MethodPost, "/api/v1/demands/{id}/answer", dtag, "答复需求(关联条目或拒绝) / answer with an entry or decline"),
+		func(ctx context.Context, in *struct {
+			IDPath
+			Body struct {
+				EntryID int64  `json:"entry_id,omitempty" doc:"关联的本部门目录条目 / your entry that answers it"`
+				Answer  string `json:"answer,omitempty" doc:"答复或拒绝理由 / answer or reason"`
+			}
+		}) (*struct{ Body catalog.Demand }, error) {
+			d, err := s.Catalog.AnswerDemand(ctx, principalFrom(ctx).actor(), in.ID, in.Body.EntryID, in.Body.Answer)
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body catalog.Demand }{Body: d}, nil
+		})
+}

@@ -24,6 +24,9 @@ func (s *Server) catalogRoutes() {
 	m.HandleFunc("POST /catalog/{id}/edit", s.withSession(identity.StageReady, s.entryUpdate))
 	m.HandleFunc("POST /catalog/{id}/{step}", s.withSession(identity.StageReady, s.entryStepPost))
 	m.HandleFunc("GET /catalog/{id}/diff", s.withSession(identity.StageReady, s.entryDiffPage))
+	m.HandleFunc("GET /demands", s.withSession(identity.StageReady, s.demandsPage))
+	m.HandleFunc("POST /demands", s.withSession(identity.StageReady, s.demandPost))
+	m.HandleFunc("POST /demands/{id}/{op}", s.withSession(identity.StageReady, s.demandOp))
 	m.HandleFunc("GET /classifications", s.withSession(identity.StageReady, s.classificationsPage))
 	m.HandleFunc("POST /classifications", s.withSession(identity.StageReady, s.classificationSave))
 }
@@ -239,6 +242,10 @@ type entryPageData struct {
 	CanReview bool
 	Steps     []string
 	Changes   []catalog.Change // working copy vs last published version
+	Contacts  []identity.Contact
+	Ratings   catalog.RatingSummary
+	CanRate   bool
+	Related   []catalog.Entry
 }
 
 func (s *Server) entryPage(w http.ResponseWriter, r *http.Request, c *current) {
@@ -262,6 +269,10 @@ func (s *Server) renderEntry(w http.ResponseWriter, r *http.Request, c *current,
 			d.Changes = catalog.DiffFields(latest, e.Draft)
 		}
 	}
+	d.Contacts, _ = s.Identity.DataAdministrators(r.Context(), e.DeptID)
+	d.Ratings, _ = s.Catalog.Ratings(r.Context(), e.ID)
+	d.CanRate = e.PublishedVersion > 0 && e.State != catalog.Retired && e.DeptID != c.user.DeptID
+	d.Related, _ = s.Catalog.Related(r.Context(), e, 6)
 	classes, _ := s.Catalog.Classifications(r.Context())
 	for _, cl := range classes {
 		if cl.Code == d.Shown.ClassCode {
@@ -315,6 +326,9 @@ func (s *Server) entryStepPost(w http.ResponseWriter, r *http.Request, c *curren
 		_, err = s.Catalog.OpenChange(ctx, a, id, r.PostFormValue("reason"), r.PostFormValue("note"))
 	case "retire":
 		_, err = s.Catalog.Retire(ctx, a, id, r.PostFormValue("note"))
+	case "rate":
+		stars, _ := strconv.Atoi(r.PostFormValue("stars"))
+		err = s.Catalog.Rate(ctx, a, id, stars, r.PostFormValue("comment"))
 	default:
 		err = apperr.ErrNotFound
 	}
@@ -441,4 +455,73 @@ func (s *Server) classificationSave(w http.ResponseWriter, r *http.Request, c *c
 		return
 	}
 	http.Redirect(w, r, "/classifications?ok=common.saved", http.StatusSeeOther)
+}
+
+type demandsData struct {
+	Demands   []catalog.Demand
+	CanRoute  bool
+	MyEntries []catalog.Entry
+	MyDept    int64
+	Depts     []identity.Department
+}
+
+func (s *Server) demandsPage(w http.ResponseWriter, r *http.Request, c *current) {
+	s.renderDemands(w, r, c, http.StatusOK, nil, nil)
+}
+
+func (s *Server) renderDemands(w http.ResponseWriter, r *http.Request, c *current, status int, ae *apperr.Error, form url.Values) {
+	q := r.URL.Query()
+	ds, err := s.Catalog.Demands(r.Context(), catalog.DemandFilter{Query: q.Get("q"), State: q.Get("state")})
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return
+	}
+	a := c.user.Actor()
+	d := demandsData{Demands: ds, CanRoute: policy.Allowed(a, policy.CatalogReview, policy.Target{}), MyDept: a.DeptID}
+	if policy.Allowed(a, policy.CatalogEdit, policy.Target{DeptID: a.DeptID}) {
+		d.MyEntries, _ = s.Catalog.Entries(r.Context(), a, catalog.Filter{DeptID: a.DeptID, Limit: 500})
+	}
+	d.Depts, _ = s.Identity.Departments(r.Context())
+	if form == nil {
+		form = q
+	}
+	s.render(w, r, status, "demands", &page{Title: T(langOf(r), "nav.demands"), User: &c.user, Active: "/demands", DeptMap: s.deptMap(r),
+		Data: d, Err: ae, Form: form})
+}
+
+func (s *Server) demandPost(w http.ResponseWriter, r *http.Request, c *current) {
+	dept, _ := strconv.ParseInt(r.PostFormValue("suggested_dept_id"), 10, 64)
+	_, err := s.Catalog.PostDemand(r.Context(), c.user.Actor(), catalog.DemandInput{Title: r.PostFormValue("title"),
+		Description: r.PostFormValue("description"), Purpose: r.PostFormValue("purpose"), SuggestedDeptID: dept})
+	s.afterDemand(w, r, c, err)
+}
+
+func (s *Server) demandOp(w http.ResponseWriter, r *http.Request, c *current) {
+	id, err := pathID(r)
+	if err == nil {
+		switch r.PathValue("op") {
+		case "route":
+			dept, _ := strconv.ParseInt(r.PostFormValue("dept_id"), 10, 64)
+			_, err = s.Catalog.RouteDemand(r.Context(), c.user.Actor(), id, dept)
+		case "answer":
+			entry, _ := strconv.ParseInt(r.PostFormValue("entry_id"), 10, 64)
+			_, err = s.Catalog.AnswerDemand(r.Context(), c.user.Actor(), id, entry, r.PostFormValue("answer"))
+		default:
+			err = apperr.ErrNotFound
+		}
+	}
+	s.afterDemand(w, r, c, err)
+}
+
+func (s *Server) afterDemand(w http.ResponseWriter, r *http.Request, c *current, err error) {
+	if err != nil {
+		ae, ok := apperr.As(err)
+		if !ok || ae.Status == http.StatusForbidden || ae.Status == http.StatusNotFound {
+			s.errorPage(w, r, &c.user, err)
+			return
+		}
+		s.renderDemands(w, r, c, ae.Status, ae, r.PostForm)
+		return
+	}
+	http.Redirect(w, r, "/demands?ok=common.saved", http.StatusSeeOther)
 }

@@ -83,7 +83,7 @@ func nav(u *identity.User) []navGroup {
 	if policy.Any(a, policy.CatalogViewDraft) {
 		cat = append(cat, navItem{"nav.catalog.manage", "/catalog/manage"})
 	}
-	cat = append(cat, navItem{"nav.classes", "/classifications"})
+	cat = append(cat, navItem{"nav.demands", "/demands"}, navItem{"nav.classes", "/classifications"})
 	groups = append(groups, navGroup{Title: "nav.group.catalog", Items: cat})
 	if len(sys) > 0 {
 		groups = append(groups, navGroup{Title: "nav.group.sys", Items: sys})
@@ -140,8 +140,11 @@ func funcs(lang Lang) template.FuncMap {
 			}
 			return m
 		},
-		"seq":  func(n int) []int { return make([]int, n) },
-		"dec":  func(n int) int { return n - 1 },
+		"seq": func(n int) []int { return make([]int, n) },
+		"dec": func(n int) int { return n - 1 },
+		"stars": func(n int) string {
+			return strings.Repeat("★", max(0, min(n, 5))) + strings.Repeat("☆", 5-max(0, min(n, 5)))
+		},
 		"list": func(xs ...string) []string { return xs },
 		"join": func(xs []string, sep string) string { return strings.Join(xs, sep) },
 		"chars": func(s string) []string {

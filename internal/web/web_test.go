@@ -633,15 +633,15 @@ func TestCatalogPagesWalkTheWorkflow(t *testing.T) {
 		step(da, "submit", nil)
 		step(pa, "approve", nil)
 		step(pa, "publish", nil)
-		// A consumer of another department reads it.
+		// A user of another department reads it.
 		c := e.browser()
-		c.login("consumer")
+		c.login("security.admin")
 		status, page, _ = c.get("/catalog/" + entry)
 		if status != 200 || !strings.Contains(page, "101/000001") || !strings.Contains(page, "marital_status") {
-			t.Fatalf("consumer view: %d", status)
+			t.Fatalf("other department's view: %d", status)
 		}
 		if status, _, _ := c.get("/catalog/" + entry + "/edit"); status != 403 {
-			t.Fatalf("consumer edit page: %d", status)
+			t.Fatalf("other department's edit page: %d", status)
 		}
 		// Change request → version 2 → side-by-side diff.
 		step(da, "change", url.Values{"reason": {"law"}, "note": {"条例修订"}})
@@ -656,5 +656,38 @@ func TestCatalogPagesWalkTheWorkflow(t *testing.T) {
 		if status != 200 || !regexp.MustCompile(`class="changed" data-field="update_cycle"`).MatchString(diff) || strings.Count(diff, `class="changed"`) != 1 {
 			t.Fatalf("diff page: %d", status)
 		}
+		// The other department rates it; the provider's own users cannot.
+		step(c, "rate", url.Values{"stars": {"4"}, "comment": {"字段清晰"}})
+		_, page, _ = c.get("/catalog/" + entry)
+		if !strings.Contains(page, "字段清晰") || !strings.Contains(page, "★★★★☆") || !strings.Contains(page, "dept.admin") {
+			t.Fatal("rating or provider contact not shown")
+		}
+		if status, _, _ := da.post("/catalog/"+entry+"/rate", url.Values{"stars": {"5"}, "_csrf": {da.csrf("/catalog/" + entry)}}); status != 403 {
+			t.Fatalf("provider rates own entry: %d", status)
+		}
+		// Demand catalog: post, route, answer.
+		status, _, _ = c.post("/demands", url.Values{"title": {"殡葬信息"}, "purpose": {"养老金停发核查"}, "suggested_dept_id": {fmt.Sprint(e.police.ID)}, "_csrf": {c.csrf("/demands")}})
+		if status != 303 {
+			t.Fatalf("post demand: %d", status)
+		}
+		ds, _ := e.catalogDemands()
+		status, _, _ = pa.post(fmt.Sprintf("/demands/%d/route", ds), url.Values{"dept_id": {fmt.Sprint(e.police.ID)}, "_csrf": {pa.csrf("/demands")}})
+		if status != 303 {
+			t.Fatalf("route: %d", status)
+		}
+		status, _, _ = da.post(fmt.Sprintf("/demands/%d/answer", ds), url.Values{"entry_id": {entry}, "answer": {"见婚姻登记信息"}, "_csrf": {da.csrf("/demands")}})
+		if status != 303 {
+			t.Fatalf("answer: %d", status)
+		}
+		_, list, _ := c.get("/demands?state=answered")
+		if !strings.Contains(list, "殡葬信息") {
+			t.Fatal("answered demand not listed")
+		}
 	})
+}
+
+func (e *env) catalogDemands() (int64, error) {
+	var id int64
+	err := e.db.QueryRow(context.Background(), "SELECT MAX(id) FROM demands").Scan(&id)
+	return id, err
 }
