@@ -40,6 +40,7 @@ Usage:
                                   create an administrator (password from a prompt, or stdin)
   govshare audit verify [flags]   verify the audit hash chain; exits 1 naming the first bad event
   govshare bench audit [flags]    measure audit append throughput against single-row inserts
+  govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
   govshare totp SECRET            print the current one-time code for a TOTP secret (demo and tests)
   govshare version                print the version
 
@@ -93,6 +94,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return errors.New("usage: govshare bench audit --db DSN [--writers 64] [--events 20000]")
 		}
 		return benchAudit(ctx, rest[1:], stdout, stderr)
+	case "catalog":
+		return catalogCmd(ctx, rest, stdout, stderr)
 	case "totp":
 		if len(rest) != 1 {
 			return errors.New("usage: govshare totp SECRET")

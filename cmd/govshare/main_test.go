@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
+	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
@@ -125,5 +127,63 @@ func TestAuditVerifyNeedsTheDeploymentKey(t *testing.T) {
 	_, _, err := cli(t, "", "audit", "verify", "--data", dir)
 	if err == nil || !strings.Contains(err.Error(), "secret-key-file") {
 		t.Fatalf("verify without a key: %v", err)
+	}
+}
+
+func TestCatalogImportCommandIsAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	code := identity.SyntheticCreditCode("350100", 5)
+	if _, _, err := cli(t, "Strong#Pass1\n", "admin", "create", "--data", dir, "--login", "root", "--role", "platform_admin",
+		"--dept-code", code, "--dept-name", "市公安局", "--region", "350100"); err != nil {
+		t.Fatal(err)
+	}
+	tpl := dir + "/t.xlsx"
+	if _, _, err := cli(t, "", "catalog", "template", tpl); err != nil {
+		t.Fatal(err)
+	}
+	// An empty template imports nothing but is not an error of the file.
+	if _, _, err := cli(t, "", "catalog", "import", tpl, "--data", dir); err == nil || !strings.Contains(err.Error(), "--dept") {
+		t.Fatalf("import without --dept: %v", err)
+	}
+	if _, _, err := cli(t, "", "catalog", "import", dir+"/missing.xlsx", "--data", dir, "--dept", code); err == nil {
+		t.Fatal("missing file imported")
+	}
+	entry := func(name, cycle string) catalog.Content {
+		return catalog.Content{Name: name, ClassCode: "101", Abstract: "测试用信息资源。", FormatClass: "database", FormatType: "mysql",
+			Items:     []catalog.DataItem{{Name: "证件号码", MachineName: "id_no", DataType: "C", Length: 18, Key: true}},
+			ShareType: catalog.ShareUnconditional, ShareMethods: []catalog.ShareMethod{catalog.MethodAPI}, OpenType: catalog.OpenClosed, UpdateCycle: cycle}
+	}
+	write := func(name string, cs ...catalog.Content) string {
+		var buf bytes.Buffer
+		err := catalog.WriteXLSX(&buf, func(yield func(catalog.Content, error) bool) {
+			for _, c := range cs {
+				if !yield(c, nil) {
+					return
+				}
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := dir + "/" + name
+		os.WriteFile(p, buf.Bytes(), 0o644)
+		return p
+	}
+	bad := write("bad.xlsx", entry("甲", "daily"), entry("乙", "hourly"))
+	out, _, err := cli(t, "", "catalog", "import", bad, "--data", dir, "--dept", code)
+	if err == nil || !strings.Contains(out, "信息资源!") {
+		t.Fatalf("bad file: %v %s", err, out)
+	}
+	if _, err := os.Stat(dir + "/bad.errors.xlsx"); err != nil {
+		t.Fatal("no error report written")
+	}
+	good := write("good.xlsx", entry("甲", "daily"), entry("乙", "weekly"))
+	out, _, err = cli(t, "", "catalog", "import", good, "--data", dir, "--dept", code)
+	if err != nil || !strings.Contains(out, "imported 2 entries") {
+		t.Fatalf("good file: %v %s", err, out)
+	}
+	out, _, err = cli(t, "", "catalog", "export", dir+"/out.xlsx", "--data", dir, "--dept", code)
+	if err != nil || !strings.Contains(out, "exported") {
+		t.Fatalf("export: %v %s", err, out)
 	}
 }

@@ -57,6 +57,7 @@ func (s *Server) apiRoutes() {
 	s.auditAPI(api)
 	s.catalogAPI(api)
 	s.feedbackAPI(api)
+	s.importAPI(api)
 }
 
 // apiAuth resolves the bearer token for every operation.

@@ -1,8 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -345,5 +348,87 @@ func (s *Server) feedbackAPI(api huma.API) {
 				return nil, s.fail(ctx, err)
 			}
 			return &struct{ Body catalog.Demand }{Body: d}, nil
+		})
+}
+
+const xlsxType = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+// importProblem turns a rejected import into a problem document listing
+// every error with its cell ("信息资源!C5").
+func importProblem(ctx context.Context, err error, res catalog.ImportResult) error {
+	p := problemFrom(err, requestID(ctx))
+	for _, e := range res.Errors {
+		cell := e.Sheet + "!" + e.Column + strconv.Itoa(e.Row)
+		p.Errors = append(p.Errors, ProblemDetail{Field: cell, Message: e.MessageZH + " / " + e.MessageEN, Value: e.Value})
+	}
+	return p
+}
+
+func (s *Server) importAPI(api huma.API) {
+	const tag = "目录 Catalog"
+	tpl := op("catalog-template", http.MethodGet, "/api/v1/catalog/template.xlsx", tag, "下载目录导入模板 / download the import template")
+	tpl.Responses = map[string]*huma.Response{"200": {Description: "xlsx", Content: map[string]*huma.MediaType{xlsxType: {}}}}
+	huma.Register(api, tpl, func(ctx context.Context, _ *struct{}) (*huma.StreamResponse, error) {
+		return &huma.StreamResponse{Body: func(hctx huma.Context) {
+			hctx.SetHeader("Content-Type", xlsxType)
+			hctx.SetHeader("Content-Disposition", `attachment; filename="catalog-template.xlsx"`)
+			_ = catalog.WriteTemplate(hctx.BodyWriter())
+		}}, nil
+	})
+
+	imp := op("import-entries-xlsx", http.MethodPost, "/api/v1/catalog/import.xlsx", tag, "从模板批量导入(全部或全不) / import a filled template (all or nothing)")
+	huma.Register(api, imp, func(ctx context.Context, in *struct {
+		RawBody []byte `contentType:"application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" maxLength:"67108864"`
+	}) (*struct{ Body catalog.ImportResult }, error) {
+		res, err := s.Catalog.ImportXLSX(ctx, principalFrom(ctx).actor(), bytes.NewReader(in.RawBody), nil)
+		if errors.Is(err, catalog.ErrImportRejected) {
+			return nil, importProblem(ctx, err, res)
+		}
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return &struct{ Body catalog.ImportResult }{Body: res}, nil
+	})
+
+	huma.Register(api, op("import-entries-json", http.MethodPost, "/api/v1/catalog/import.json", tag, "JSON批量导入(全部或全不) / import entries as JSON (all or nothing)"),
+		func(ctx context.Context, in *struct{ Body []catalog.Content }) (*struct{ Body catalog.ImportResult }, error) {
+			res, err := s.Catalog.ImportJSON(ctx, principalFrom(ctx).actor(), in.Body)
+			if errors.Is(err, catalog.ErrImportRejected) {
+				return nil, importProblem(ctx, err, res)
+			}
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body catalog.ImportResult }{Body: res}, nil
+		})
+
+	type exportQuery struct {
+		DeptID int64   `query:"dept_id" doc:"提供方部门 / provider department"`
+		State  string  `query:"state" enum:"draft,submitted,returned,approved,published,retired," doc:"状态 / state"`
+		IDs    []int64 `query:"id" doc:"指定条目ID / chosen entry ids"`
+	}
+	exp := op("export-entries-xlsx", http.MethodGet, "/api/v1/catalog/export.xlsx", tag, "导出为模板格式 / export in the template layout")
+	exp.Responses = map[string]*huma.Response{"200": {Description: "xlsx", Content: map[string]*huma.MediaType{xlsxType: {}}}}
+	huma.Register(api, exp, func(ctx context.Context, in *exportQuery) (*huma.StreamResponse, error) {
+		var buf bytes.Buffer
+		if err := s.Catalog.ExportXLSX(ctx, principalFrom(ctx).actor(), catalog.ExportFilter{IDs: in.IDs, DeptID: in.DeptID, State: catalog.State(in.State)}, &buf); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return &huma.StreamResponse{Body: func(hctx huma.Context) {
+			hctx.SetHeader("Content-Type", xlsxType)
+			hctx.SetHeader("Content-Disposition", `attachment; filename="catalog-export.xlsx"`)
+			_, _ = buf.WriteTo(hctx.BodyWriter())
+		}}, nil
+	})
+	huma.Register(api, op("export-entries-json", http.MethodGet, "/api/v1/catalog/export.json", tag, "导出为JSON / export as JSON"),
+		func(ctx context.Context, in *exportQuery) (*struct{ Body []catalog.Content }, error) {
+			cs, err := s.Catalog.ExportJSON(ctx, principalFrom(ctx).actor(), catalog.ExportFilter{IDs: in.IDs, DeptID: in.DeptID, State: catalog.State(in.State)})
+			if err != nil {
+				return nil, s.fail(ctx, err)
+			}
+			if cs == nil {
+				cs = []catalog.Content{}
+			}
+			return &struct{ Body []catalog.Content }{Body: cs}, nil
 		})
 }

@@ -55,6 +55,7 @@ func (s *Server) pageRoutes() {
 	m.HandleFunc("POST /audit/verify", s.withSession(identity.StageReady, s.auditVerify))
 	m.HandleFunc("GET /api/docs", s.apiDocsPage)
 	s.catalogRoutes()
+	s.importRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -64,6 +64,7 @@ type Server struct {
 	metrics  *metrics
 	registry *prometheus.Registry
 	handler  http.Handler
+	reports  reports
 }
 
 var setErrorModel sync.Once

@@ -691,3 +691,49 @@ func (e *env) catalogDemands() (int64, error) {
 	err := e.db.QueryRow(context.Background(), "SELECT MAX(id) FROM demands").Scan(&id)
 	return id, err
 }
+
+func TestCatalogImportAndExportThroughTheAPI(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		good := func(name string) map[string]any {
+			return map[string]any{"name": name, "class_code": "102", "abstract": "企业登记信息。", "format_class": "database", "format_type": "mysql",
+				"items":      []map[string]any{{"name": "统一社会信用代码", "machine_name": "credit_code", "data_type": "C", "length": 18, "key": true}},
+				"share_type": "unconditional", "share_methods": []string{"api"}, "open_type": "open", "update_cycle": "daily"}
+		}
+		bad := good("坏条目")
+		bad["update_cycle"] = "hourly"
+		status, m, _ := e.api(policy.DeptAdmin, "POST", "/api/v1/catalog/import.json", []any{good("企业A"), bad})
+		errs, _ := m["errors"].([]any)
+		if status != 422 || m["code"] != "catalog.import_rejected" || len(errs) != 1 || !strings.Contains(fmt.Sprint(errs[0]), "json!update_cycle2") {
+			t.Fatalf("rejected import: %d %v", status, m)
+		}
+		status, m, _ = e.api(policy.DeptAdmin, "POST", "/api/v1/catalog/import.json", []any{good("企业A"), good("企业B")})
+		if status != 200 || m["entries"] != float64(2) {
+			t.Fatalf("import: %d %v", status, m)
+		}
+		req, _ := http.NewRequest("GET", e.srv.URL+"/api/v1/catalog/export.json?state=draft", nil)
+		req.Header.Set("Authorization", "Bearer "+e.tokens[policy.DeptAdmin])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if len(out) != 2 || out[1]["name"] != "企业B" {
+			t.Fatalf("export: %v", out)
+		}
+		// The template downloads and a consumer cannot import.
+		req, _ = http.NewRequest("GET", e.srv.URL+"/api/v1/catalog/template.xlsx", nil)
+		req.Header.Set("Authorization", "Bearer "+e.tokens[policy.Consumer])
+		resp, _ = http.DefaultClient.Do(req)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || len(b) < 1000 || string(b[:2]) != "PK" {
+			t.Fatalf("template: %d %d bytes", resp.StatusCode, len(b))
+		}
+		if status, _, _ := e.api(policy.Consumer, "POST", "/api/v1/catalog/import.json", []any{good("企业C")}); status != 403 {
+			t.Fatalf("consumer import: %d", status)
+		}
+	})
+}
