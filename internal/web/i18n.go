@@ -176,6 +176,9 @@ var messages = map[string][2]string{
 func T(lang Lang, key string) string {
 	m, ok := messages[key]
 	if !ok {
+		m, ok = catalogMessages[key]
+	}
+	if !ok {
 		if rest, isCat := strings.CutPrefix(key, "cat."); isCat {
 			m, ok = catalogLabels[rest]
 		}
