@@ -66,6 +66,7 @@ func (s *Service) Rate(ctx context.Context, actor policy.Actor, id int64, stars 
 		id, actor.UserID, actor.DeptID, stars, comment, now, now); err != nil {
 		return fmt.Errorf("rate entry %d: %w", id, err)
 	}
+	s.changed(ctx, id) // popularity moved
 	return s.record(ctx, actor, "catalog.entry.rate", "catalog_entry", itoa(id), map[string]any{"stars": stars})
 }
 

@@ -14,6 +14,7 @@ import (
 	"govshare/internal/audit"
 	"govshare/internal/calendar"
 	"govshare/internal/policy"
+	"govshare/internal/search"
 	"govshare/internal/store"
 )
 
@@ -103,6 +104,8 @@ type Service struct {
 	// onChange, when set, is told about every entry whose published
 	// content changed (for the search index).
 	onChange []func(ctx context.Context, entryID int64)
+	index    search.Index
+	indexErr func(id int64, err error)
 }
 
 // NewService builds the catalog service.

@@ -21,6 +21,7 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/config"
 	"govshare/internal/identity"
+	"govshare/internal/search"
 	"govshare/internal/secret"
 	"govshare/internal/store"
 	"govshare/internal/web"
@@ -105,6 +106,32 @@ func ExistingKeys(cfg *config.Config) (*secret.Keys, error) {
 	return secret.Parse(string(b))
 }
 
+// OpenIndex opens the catalog's search index in dir and connects it to the
+// catalog, rebuilding it from the database when it is new or outdated.
+// The index is derived data: deleting the folder only costs a rebuild.
+func OpenIndex(ctx context.Context, dir string, cat *catalog.Service, log *slog.Logger) (search.Index, error) {
+	idx, err := search.OpenBleve(dir)
+	if err != nil {
+		return nil, err
+	}
+	cat.UseIndex(idx)
+	cat.OnIndexError(func(id int64, err error) {
+		log.Error("search index update failed; it is repaired by deleting the index folder and restarting", "entry", id, "err", err)
+	})
+	if idx.Fresh() {
+		start := time.Now()
+		n, err := search.Rebuild(ctx, idx, func(yield func(search.Document) error) error {
+			return cat.EachSearchDocument(ctx, yield)
+		}, nil)
+		if err != nil {
+			idx.Close()
+			return nil, err
+		}
+		log.Info("search index rebuilt", "documents", n, "took_ms", time.Since(start).Milliseconds())
+	}
+	return idx, nil
+}
+
 // Run serves the platform until ctx ends.
 func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if opt.Out == nil {
@@ -137,6 +164,11 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}
+	idx, err := OpenIndex(ctx, filepath.Join(cfg.Data, "search"), p.Catalog, log)
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
 
 	if opt.Seed != nil {
 		if err := opt.Seed(ctx, p); err != nil {

@@ -58,6 +58,7 @@ func (s *Server) apiRoutes() {
 	s.catalogAPI(api)
 	s.feedbackAPI(api)
 	s.importAPI(api)
+	s.searchAPI(api)
 }
 
 // apiAuth resolves the bearer token for every operation.

@@ -12,6 +12,7 @@ import (
 	"govshare/internal/apperr"
 	"govshare/internal/catalog"
 	"govshare/internal/policy"
+	"govshare/internal/search"
 )
 
 type entryBody struct {
@@ -430,5 +431,35 @@ func (s *Server) importAPI(api huma.API) {
 				cs = []catalog.Content{}
 			}
 			return &struct{ Body []catalog.Content }{Body: cs}, nil
+		})
+}
+
+func (s *Server) searchAPI(api huma.API) {
+	huma.Register(api, op("search-catalog", http.MethodGet, "/api/v1/catalog/search", "目录 Catalog", "检索已发布目录(全文+分面) / search the published catalog with facets"),
+		func(ctx context.Context, in *struct {
+			Q           string `query:"q" maxLength:"100" doc:"全文检索(支持1-2个汉字) / full-text query (1- and 2-character Chinese work)"`
+			Class       string `query:"class" doc:"分类代码前缀 / classification code prefix"`
+			Dept        int64  `query:"dept" doc:"提供部门ID / provider department"`
+			Kind        string `query:"kind" enum:"base,theme,dept," doc:"基础库/主题库/部门目录 / catalog"`
+			ShareType   string `query:"share_type" enum:"unconditional,conditional,none,"`
+			ShareMethod string `query:"share_method" enum:"api,file,exchange,verify,"`
+			OpenType    string `query:"open_type" enum:"open,on_request,closed,"`
+			UpdateCycle string `query:"update_cycle"`
+			Tag         string `query:"tag" doc:"关键字 / keyword"`
+			Format      string `query:"format" doc:"格式分类 / format class"`
+			Sort        string `query:"sort" enum:"date,popularity," doc:"排序，默认相关度 / sort (default relevance)"`
+			From        int    `query:"from" minimum:"0" maximum:"9980"`
+			Size        int    `query:"size" minimum:"0" maximum:"100"`
+		}) (*struct{ Body catalog.SearchResult }, error) {
+			q := search.Query{Text: in.Q, ClassPrefix: in.Class, DeptID: in.Dept, Kind: in.Kind, ShareType: in.ShareType, ShareMethod: in.ShareMethod,
+				OpenType: in.OpenType, UpdateCycle: in.UpdateCycle, Tag: in.Tag, FormatClass: in.Format, Sort: in.Sort, From: in.From, Size: in.Size}
+			res, err := s.Catalog.Search(ctx, principalFrom(ctx).actor(), q)
+			if err != nil {
+				if _, ok := apperr.As(err); !ok {
+					return nil, s.fail(ctx, apperr.Invalid("catalog.search_invalid", "q", "查询条件无效", "the search is not valid"))
+				}
+				return nil, s.fail(ctx, err)
+			}
+			return &struct{ Body catalog.SearchResult }{Body: res}, nil
 		})
 }

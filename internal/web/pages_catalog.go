@@ -11,6 +11,7 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
+	"govshare/internal/search"
 )
 
 func (s *Server) catalogRoutes() {
@@ -55,20 +56,126 @@ type catalogListData struct {
 	Next    int64
 }
 
+// facetParams maps URL parameters to the index's facet names.
+var facetParams = []struct{ param, facet string }{
+	{"kind", search.FacetKind}, {"class", search.FacetClass}, {"dept", search.FacetDept}, {"share_type", search.FacetShareType},
+	{"share_method", search.FacetShareMethod}, {"open_type", search.FacetOpenType}, {"update_cycle", search.FacetUpdateCycle},
+	{"format", search.FacetFormatClass}, {"tag", search.FacetTag},
+}
+
+type facetLink struct {
+	Param, Value, Label, Href string
+	Count                     int
+	Active                    bool
+}
+
+type facetGroup struct {
+	Param, Title string
+	Links        []facetLink
+}
+
+type searchData struct {
+	Result catalog.SearchResult
+	Facets []facetGroup
+	Next   string
+	Prev   string
+	From   int
+	Sort   string
+	Query  url.Values
+}
+
+func searchQuery(v url.Values) search.Query {
+	q := search.Query{Text: v.Get("q"), ClassPrefix: v.Get("class"), Kind: v.Get("kind"), ShareType: v.Get("share_type"),
+		ShareMethod: v.Get("share_method"), OpenType: v.Get("open_type"), UpdateCycle: v.Get("update_cycle"), Tag: v.Get("tag"),
+		FormatClass: v.Get("format"), Sort: v.Get("sort"), Size: 20}
+	q.DeptID, _ = strconv.ParseInt(v.Get("dept"), 10, 64)
+	q.From, _ = strconv.Atoi(v.Get("from"))
+	if q.Sort != search.SortDate && q.Sort != search.SortPopularity {
+		q.Sort = search.SortRelevance
+	}
+	return q
+}
+
+func (s *Server) facetLabel(lang Lang, param, value string, depts map[int64]string, classes map[string]string) string {
+	switch param {
+	case "kind":
+		return T(lang, "kind."+value)
+	case "class":
+		return value + " " + classes[value]
+	case "dept":
+		id, _ := strconv.ParseInt(value, 10, 64)
+		return depts[id]
+	case "share_type":
+		return T(lang, "cat.share."+value)
+	case "share_method":
+		return T(lang, "cat.method."+value)
+	case "open_type":
+		return T(lang, "cat.open."+value)
+	case "update_cycle":
+		return T(lang, "cat.cycle."+value)
+	case "format":
+		return T(lang, "cat.format."+value)
+	}
+	return value
+}
+
 func (s *Server) catalogPage(w http.ResponseWriter, r *http.Request, c *current) {
-	dept, _ := strconv.ParseInt(r.URL.Query().Get("dept_id"), 10, 64)
-	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-	es, err := s.Catalog.Entries(r.Context(), c.user.Actor(), catalog.Filter{DeptID: dept, State: catalog.Published, After: after, Limit: 50})
+	v := r.URL.Query()
+	q := searchQuery(v)
+	res, err := s.Catalog.Search(r.Context(), c.user.Actor(), q)
 	if err != nil {
-		s.errorPage(w, r, &c.user, err)
+		s.errorPage(w, r, &c.user, apperr.Invalid("catalog.search_invalid", "q", "查询条件无效", "the search is not valid"))
+		s.Log.Warn("catalog search", "err", err)
 		return
 	}
-	d := catalogListData{Entries: es}
-	if len(es) == 50 {
-		d.Next = es[len(es)-1].ID
+	lang := langOf(r)
+	depts := s.deptMap(r)
+	classes := map[string]string{}
+	if cs, err := s.Catalog.Classifications(r.Context()); err == nil {
+		for _, cl := range cs {
+			classes[cl.Code] = cl.Name
+		}
 	}
-	s.render(w, r, http.StatusOK, "catalog", &page{Title: T(langOf(r), "nav.catalog"), User: &c.user, Active: "/catalog",
-		DeptMap: s.deptMap(r), Form: r.URL.Query(), Data: d})
+	d := searchData{Result: res, From: q.From, Sort: q.Sort, Query: v}
+	for _, fp := range facetParams {
+		g := facetGroup{Param: fp.param, Title: T(lang, "facet."+fp.param)}
+		active := v.Get(fp.param)
+		for _, fv := range res.Facets[fp.facet] {
+			link := facetLink{Param: fp.param, Value: fv.Value, Count: fv.Count, Label: s.facetLabel(lang, fp.param, fv.Value, depts, classes), Active: active == fv.Value}
+			nv := cloneValues(v)
+			nv.Del("from")
+			if link.Active {
+				nv.Del(fp.param)
+			} else {
+				nv.Set(fp.param, fv.Value)
+			}
+			link.Href = "/catalog?" + nv.Encode()
+			g.Links = append(g.Links, link)
+		}
+		if len(g.Links) > 0 {
+			d.Facets = append(d.Facets, g)
+		}
+	}
+	if q.From+len(res.Entries) < res.Total && q.From+20 < search.MaxWindow {
+		nv := cloneValues(v)
+		nv.Set("from", strconv.Itoa(q.From+20))
+		d.Next = "/catalog?" + nv.Encode()
+	}
+	if q.From > 0 {
+		nv := cloneValues(v)
+		nv.Set("from", strconv.Itoa(max(0, q.From-20)))
+		d.Prev = "/catalog?" + nv.Encode()
+	}
+	s.render(w, r, http.StatusOK, "catalog_search", &page{Title: T(lang, "nav.catalog"), User: &c.user, Active: "/catalog",
+		DeptMap: depts, Form: v, Data: d})
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := url.Values{}
+	for k, x := range v {
+		out[k] = append([]string(nil), x...)
+	}
+	return out
 }
 
 func (s *Server) catalogManagePage(w http.ResponseWriter, r *http.Request, c *current) {

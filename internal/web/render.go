@@ -142,6 +142,18 @@ func funcs(lang Lang) template.FuncMap {
 		},
 		"seq": func(n int) []int { return make([]int, n) },
 		"dec": func(n int) int { return n - 1 },
+		"sortQuery": func(v url.Values, sort string) string {
+			nv := url.Values{}
+			for k, x := range v {
+				if k != "sort" && k != "from" {
+					nv[k] = x
+				}
+			}
+			if sort != "" {
+				nv.Set("sort", sort)
+			}
+			return nv.Encode()
+		},
 		"stars": func(n int) string {
 			return strings.Repeat("★", max(0, min(n, 5))) + strings.Repeat("☆", 5-max(0, min(n, 5)))
 		},

@@ -19,6 +19,7 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
+	"govshare/internal/search"
 	"govshare/internal/secret"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
@@ -57,6 +58,12 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	if err := cat.EnsureDefaultTree(ctx); err != nil {
 		t.Fatal(err)
 	}
+	idx, err := search.OpenBleve("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { idx.Close() })
+	cat.UseIndex(idx)
 	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
@@ -550,6 +557,21 @@ func TestCatalogWorkflowThroughTheAPI(t *testing.T) {
 		step(policy.DeptAdmin, "submit", nil, 200)
 		step(policy.PlatformAdmin, "approve", nil, 200)
 		step(policy.PlatformAdmin, "publish", nil, 200)
+		// The published entry is found by 1- and 2-character queries and by facet.
+		for _, q := range []string{"居", "居住", "居住证登记"} {
+			status, m, _ = e.api(policy.Consumer, "GET", "/api/v1/catalog/search?q="+url.QueryEscape(q), nil)
+			if status != 200 || m["total"] != float64(1) {
+				t.Fatalf("search %q: %d %v", q, status, m)
+			}
+		}
+		status, m, _ = e.api(policy.Consumer, "GET", "/api/v1/catalog/search?q="+url.QueryEscape("居住")+"&share_type=unconditional", nil)
+		if status != 200 || m["total"] != float64(0) {
+			t.Fatalf("facet filter: %v", m)
+		}
+		status, m, _ = e.api(policy.Consumer, "GET", "/api/v1/catalog/search?update_cycle=realtime", nil)
+		if facets, _ := m["facets"].(map[string]any); status != 200 || m["total"] != float64(1) || !strings.Contains(fmt.Sprint(facets["share_type"]), "conditional") {
+			t.Fatalf("facets: %v", m)
+		}
 		status, m, _ = e.api(policy.Auditor, "GET", path, nil)
 		if status != 200 || m["published_version"] != float64(2) {
 			t.Fatalf("read by another department: %d %v", status, m)
@@ -655,6 +677,15 @@ func TestCatalogPagesWalkTheWorkflow(t *testing.T) {
 		status, diff, _ := c.get("/catalog/" + entry + "/diff?from=1&to=2")
 		if status != 200 || !regexp.MustCompile(`class="changed" data-field="update_cycle"`).MatchString(diff) || strings.Count(diff, `class="changed"`) != 1 {
 			t.Fatalf("diff page: %d", status)
+		}
+		// The other department finds it by a 2-character query and a facet.
+		_, found, _ := c.get("/catalog?q=" + url.QueryEscape("婚姻"))
+		if !strings.Contains(found, "/catalog/"+entry+`"`) || !strings.Contains(found, `data-facet="share_type" data-value="conditional"`) {
+			t.Fatal("search page does not find the entry or lacks facets")
+		}
+		_, none, _ := c.get("/catalog?q=" + url.QueryEscape("婚姻") + "&share_type=unconditional")
+		if strings.Contains(none, "/catalog/"+entry+`"`) {
+			t.Fatal("facet filter ignored")
 		}
 		// The other department rates it; the provider's own users cannot.
 		step(c, "rate", url.Values{"stars": {"4"}, "comment": {"字段清晰"}})
