@@ -23,6 +23,7 @@ import (
 	"govshare/internal/demo"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
+	"govshare/internal/search"
 	"govshare/internal/server"
 	"govshare/internal/store"
 )
@@ -40,6 +41,7 @@ Usage:
                                   create an administrator (password from a prompt, or stdin)
   govshare audit verify [flags]   verify the audit hash chain; exits 1 naming the first bad event
   govshare bench audit [flags]    measure audit append throughput against single-row inserts
+  govshare bench search [flags]   measure catalog search latency against a LIKE scan
   govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
   govshare totp SECRET            print the current one-time code for a TOTP secret (demo and tests)
   govshare version                print the version
@@ -90,10 +92,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return auditVerify(ctx, rest[1:], stdout, stderr)
 	case "bench":
-		if len(rest) == 0 || rest[0] != "audit" {
-			return errors.New("usage: govshare bench audit --db DSN [--writers 64] [--events 20000]")
+		if len(rest) > 0 && rest[0] == "audit" {
+			return benchAudit(ctx, rest[1:], stdout, stderr)
 		}
-		return benchAudit(ctx, rest[1:], stdout, stderr)
+		if len(rest) > 0 && rest[0] == "search" {
+			return benchSearch(ctx, rest[1:], stdout, stderr)
+		}
+		return errors.New("usage: govshare bench audit|search --db DSN …")
 	case "catalog":
 		return catalogCmd(ctx, rest, stdout, stderr)
 	case "totp":
@@ -325,6 +330,40 @@ func benchAudit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	res, err := audit.Bench(ctx, db, audit.BenchOptions{Writers: *writers, Events: *events, Algorithm: *alg}, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.String())
+	return nil
+}
+
+func benchSearch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench search", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dsn := fs.String("db", "", "scratch database: a SQLite file path or postgres:// URL (default: a temporary SQLite file)")
+	n := fs.Int("entries", 100000, "catalog entries to generate")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "govshare-bench-search-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if *dsn == "" {
+		*dsn = dir + "/bench.db"
+	}
+	db, err := store.Open(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	idx, err := search.OpenBleve(dir + "/index")
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
+	res, err := search.Bench(ctx, db, idx, *n, stderr)
 	if err != nil {
 		return err
 	}
