@@ -77,7 +77,7 @@ func catalogCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer alog.Close()
 	ids := identity.NewService(db, alog, keys, identity.DefaultConfig())
-	cat := catalog.NewService(db, alog, calendar.Weekdays{}, catalog.DefaultConfig())
+	cat := catalog.NewService(db, alog, calendar.Weekdays{}, server.CatalogConfig(&l.Config))
 	if err := cat.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}

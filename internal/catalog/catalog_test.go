@@ -384,3 +384,14 @@ func TestClassificationImportIsAllOrNothing(t *testing.T) {
 		}
 	})
 }
+
+func TestClassificationCSV(t *testing.T) {
+	rows, err := catalog.ParseClassificationCSV(strings.NewReader("\ufeff分类代码,分类名称,上级分类代码\n301,公安,\n301001,治安管理,301\n"))
+	if err != nil || len(rows) != 2 || rows[1].ParentCode != "301" {
+		t.Fatalf("parse: %+v %v", rows, err)
+	}
+	_, err = catalog.ParseClassificationCSV(strings.NewReader("301,公安\n301001\n"))
+	if ae, ok := apperr.As(err); !ok || ae.Row != 2 {
+		t.Fatalf("short row: %v", err)
+	}
+}

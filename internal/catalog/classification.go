@@ -2,6 +2,8 @@ package catalog
 
 import (
 	"context"
+	"encoding/csv"
+	"io"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -213,4 +215,40 @@ func (s *Service) classExists(ctx context.Context, code string) error {
 		return ErrClassUnknown
 	}
 	return err
+}
+
+// ParseClassificationCSV reads a tree as CSV rows of code, name, parent
+// code. A header row and a UTF-8 byte order mark are skipped. Row numbers
+// in errors are the file's lines.
+func ParseClassificationCSV(r io.Reader) ([]Classification, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	var out []Classification
+	for line := 1; ; line++ {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, apperr.Invalid("catalog.class_csv_invalid", "file", "CSV格式错误："+err.Error(), "malformed CSV: "+err.Error()).OnRow(line)
+		}
+		if line == 1 && len(rec) > 0 {
+			rec[0] = strings.TrimPrefix(rec[0], "\ufeff")
+			if levelOf(strings.TrimSpace(rec[0])) == 0 && !strings.ContainsAny(strings.TrimSpace(rec[0]), "0123456789") {
+				continue // header
+			}
+		}
+		if len(rec) < 2 || len(rec) > 3 {
+			return nil, apperr.Invalid("catalog.class_csv_columns", "file", "每行应为：分类代码,分类名称,上级分类代码", "each row is: code, name, parent code").OnRow(line)
+		}
+		c := Classification{Code: strings.TrimSpace(rec[0]), Name: strings.TrimSpace(rec[1])}
+		if len(rec) == 3 {
+			c.ParentCode = strings.TrimSpace(rec[2])
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, apperr.Invalid("catalog.class_csv_empty", "file", "文件中没有分类", "the file holds no classifications")
+	}
+	return out, nil
 }

@@ -33,11 +33,17 @@ type Config struct {
 	TLSKey        string `toml:"tls_key" env:"GOVSHARE_TLS_KEY" help:"TLS private key file"`
 	SecureCookies bool   `toml:"secure_cookies" env:"GOVSHARE_SECURE_COOKIES" help:"mark cookies Secure (set behind a TLS-terminating proxy)"`
 	LogLevel      string `toml:"log_level" env:"GOVSHARE_LOG_LEVEL" help:"debug, info, warn or error"`
+	NetworkZone   string `toml:"network_zone" env:"GOVSHARE_NETWORK_ZONE" help:"internal (政务内网) or external (互联网/政务外网); classified catalog entries only on internal"`
+	CodePrefix    string `toml:"catalog_code_prefix" env:"GOVSHARE_CATALOG_CODE_PREFIX" help:"prefix of resource codes (e.g. a province's own)"`
+	CodeSeparator string `toml:"catalog_code_separator" env:"GOVSHARE_CATALOG_CODE_SEPARATOR" help:"separator between classification code and sequence"`
+	CodeWidth     string `toml:"catalog_code_width" env:"GOVSHARE_CATALOG_CODE_WIDTH" help:"digits of the resource code sequence"`
+	ChangeDays    string `toml:"change_deadline_days" env:"GOVSHARE_CHANGE_DEADLINE_DAYS" help:"working days to reflect a change of law or functions in the catalog"`
 }
 
 // Defaults returns the embedded-default configuration.
 func Defaults() Config {
-	return Config{Addr: "127.0.0.1:8080", Data: "./data", AuditHash: "sm3", AuditRetain: "5y", LogLevel: "info"}
+	return Config{Addr: "127.0.0.1:8080", Data: "./data", AuditHash: "sm3", AuditRetain: "5y", LogLevel: "info",
+		NetworkZone: "internal", CodeSeparator: "/", CodeWidth: "6", ChangeDays: "15"}
 }
 
 // Loaded is a configuration with the source of each value.
@@ -154,6 +160,15 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.NetworkZone != "internal" && c.NetworkZone != "external" {
+		return fmt.Errorf("network_zone must be internal or external, got %q", c.NetworkZone)
+	}
+	if w, err := strconv.Atoi(c.CodeWidth); err != nil || w < 1 || w > 12 {
+		return fmt.Errorf("catalog_code_width must be a number from 1 to 12, got %q", c.CodeWidth)
+	}
+	if d, err := strconv.Atoi(c.ChangeDays); err != nil || d < 1 || d > 60 {
+		return fmt.Errorf("change_deadline_days must be a number from 1 to 60, got %q", c.ChangeDays)
 	}
 	if c.NATS != "" && !strings.HasPrefix(c.NATS, "nats://") && !strings.HasPrefix(c.NATS, "tls://") {
 		return fmt.Errorf("nats must be empty (embedded) or a nats:// URL, got %q", c.NATS)

@@ -40,7 +40,7 @@ func TestBadConfigIsRefusedWithTheKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "adress") {
 		t.Fatalf("unknown key: %v", err)
 	}
-	for _, args := range [][]string{{"--audit-hash", "md5"}, {"--audit-retention", "30d"}, {"--nats", "http://x"}, {"--tls-cert", "a.pem"}} {
+	for _, args := range [][]string{{"--audit-hash", "md5"}, {"--audit-retention", "30d"}, {"--nats", "http://x"}, {"--tls-cert", "a.pem"}, {"--network-zone", "dmz"}, {"--catalog-code-width", "x"}, {"--change-deadline-days", "0"}} {
 		if _, _, err := Load("serve", args, func(string) string { return "" }, io.Discard, nil); err == nil {
 			t.Errorf("%v accepted", args)
 		}

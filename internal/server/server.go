@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"govshare/internal/audit"
@@ -132,6 +133,16 @@ func OpenIndex(ctx context.Context, dir string, cat *catalog.Service, log *slog.
 	return idx, nil
 }
 
+// CatalogConfig turns the server configuration into the catalog's rules.
+func CatalogConfig(cfg *config.Config) catalog.Config {
+	c := catalog.DefaultConfig()
+	c.External = cfg.NetworkZone == "external"
+	c.Code.Prefix, c.Code.Separator = cfg.CodePrefix, cfg.CodeSeparator
+	c.Code.Width, _ = strconv.Atoi(cfg.CodeWidth)
+	c.ChangeDeadlineDays, _ = strconv.Atoi(cfg.ChangeDays)
+	return c
+}
+
 // Run serves the platform until ctx ends.
 func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if opt.Out == nil {
@@ -160,7 +171,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	defer p.Bus.Close()
 	p.Identity = identity.NewService(p.DB, p.Audit, p.Keys, identity.DefaultConfig())
-	p.Catalog = catalog.NewService(p.DB, p.Audit, calendar.Weekdays{}, catalog.DefaultConfig())
+	p.Catalog = catalog.NewService(p.DB, p.Audit, calendar.Weekdays{}, CatalogConfig(cfg))
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}

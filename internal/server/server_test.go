@@ -145,3 +145,12 @@ func TestUnreachableBusFailsStartWithAdvice(t *testing.T) {
 		t.Fatalf("want advice about the bus, got %v", err)
 	}
 }
+
+func TestCatalogRulesComeFromConfiguration(t *testing.T) {
+	cfg := config.Defaults()
+	cfg.NetworkZone, cfg.CodePrefix, cfg.CodeSeparator, cfg.CodeWidth, cfg.ChangeDays = "external", "SC", "-", "4", "10"
+	c := server.CatalogConfig(&cfg)
+	if !c.External || c.Code.Prefix != "SC" || c.Code.Separator != "-" || c.Code.Width != 4 || c.ChangeDeadlineDays != 10 {
+		t.Fatalf("catalog config: %+v", c)
+	}
+}

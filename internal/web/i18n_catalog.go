@@ -137,4 +137,11 @@ var catalogMessages = map[string][2]string{
 	"kind.base":              {"基础库", "Base libraries"},
 	"kind.theme":             {"主题库", "Theme libraries"},
 	"kind.dept":              {"部门目录", "Department catalogs"},
+	"cat.class.import":       {"从CSV导入分类树", "Import a tree from CSV"},
+	"cat.class.import.hint":  {"每行：分类代码,分类名称,上级分类代码；整个文件全部导入或全部不导入。", "One row each: code, name, parent code; the whole file or nothing."},
+	"view.dept":              {"部门目录", "Department catalog"},
+	"view.theme":             {"主题目录", "Theme catalog"},
+	"view.base":              {"基础库目录", "Base-library catalog"},
+	"view.open":              {"开放目录", "Open catalog"},
+	"search.export":          {"导出结果到模板", "Export the results"},
 }

@@ -30,6 +30,7 @@ func (s *Server) catalogRoutes() {
 	m.HandleFunc("POST /demands/{id}/{op}", s.withSession(identity.StageReady, s.demandOp))
 	m.HandleFunc("GET /classifications", s.withSession(identity.StageReady, s.classificationsPage))
 	m.HandleFunc("POST /classifications", s.withSession(identity.StageReady, s.classificationSave))
+	m.HandleFunc("POST /classifications/import", s.withSession(identity.StageReady, s.classificationImport))
 }
 
 // Labels for catalog enumerations, in both languages.
@@ -631,4 +632,29 @@ func (s *Server) afterDemand(w http.ResponseWriter, r *http.Request, c *current,
 		return
 	}
 	http.Redirect(w, r, "/demands?ok=common.saved", http.StatusSeeOther)
+}
+
+func (s *Server) classificationImport(w http.ResponseWriter, r *http.Request, c *current) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<20)
+	var err error
+	f, _, ferr := r.FormFile("file")
+	if ferr != nil {
+		err = apperr.Invalid("catalog.class_csv_missing", "file", "请选择CSV文件", "choose a CSV file")
+	} else {
+		defer f.Close()
+		var rows []catalog.Classification
+		if rows, err = catalog.ParseClassificationCSV(f); err == nil {
+			_, err = s.Catalog.ImportClassifications(r.Context(), c.user.Actor(), rows)
+		}
+	}
+	if err != nil {
+		ae, ok := apperr.As(err)
+		if !ok || ae.Status == http.StatusForbidden {
+			s.errorPage(w, r, &c.user, err)
+			return
+		}
+		s.renderClasses(w, r, c, ae.Status, ae, nil)
+		return
+	}
+	http.Redirect(w, r, "/classifications?ok=common.saved", http.StatusSeeOther)
 }

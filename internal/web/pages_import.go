@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
+	"govshare/internal/search"
 )
 
 // maxImportUpload bounds an uploaded template (a 10,000-entry file is
@@ -150,11 +152,36 @@ func (s *Server) importReport(w http.ResponseWriter, r *http.Request, c *current
 }
 
 func (s *Server) exportDownload(w http.ResponseWriter, r *http.Request, c *current) {
-	dept, _ := strconv.ParseInt(r.URL.Query().Get("dept_id"), 10, 64)
-	f := catalog.ExportFilter{DeptID: dept, State: catalog.State(r.URL.Query().Get("state"))}
-	for _, v := range r.URL.Query()["id"] {
-		if id, err := strconv.ParseInt(v, 10, 64); err == nil {
+	v := r.URL.Query()
+	dept, _ := strconv.ParseInt(v.Get("dept_id"), 10, 64)
+	f := catalog.ExportFilter{DeptID: dept, State: catalog.State(v.Get("state"))}
+	for _, x := range v["id"] {
+		if id, err := strconv.ParseInt(x, 10, 64); err == nil {
 			f.IDs = append(f.IDs, id)
+		}
+	}
+	if searched(v) {
+		// Export a search result: the same query, every page of it.
+		q := searchQuery(v)
+		q.Size = search.MaxSize
+		for q.From = 0; q.From+q.Size <= search.MaxWindow; q.From += q.Size {
+			res, err := s.Catalog.Search(r.Context(), c.user.Actor(), q)
+			if err != nil {
+				s.errorPage(w, r, &c.user, err)
+				return
+			}
+			for _, e := range res.Entries {
+				f.IDs = append(f.IDs, e.ID)
+			}
+			if q.From+q.Size >= res.Total {
+				break
+			}
+		}
+		if len(f.IDs) == 0 { // nothing matched: an empty workbook, not everything
+			w.Header().Set("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+			w.Header().Set("Content-Disposition", `attachment; filename="catalog-export.xlsx"`)
+			_ = catalog.WriteXLSX(w, func(func(catalog.Content, error) bool) {})
+			return
 		}
 	}
 	// Write into a buffer first so a refusal can still be a proper page.
@@ -166,4 +193,14 @@ func (s *Server) exportDownload(w http.ResponseWriter, r *http.Request, c *curre
 	w.Header().Set("Content-Type", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
 	w.Header().Set("Content-Disposition", `attachment; filename="catalog-export.xlsx"`)
 	_, _ = buf.WriteTo(w)
+}
+
+// searched reports whether export parameters describe a catalog search.
+func searched(v url.Values) bool {
+	for _, k := range []string{"q", "class", "dept", "kind", "share_type", "share_method", "open_type", "update_cycle", "tag", "format"} {
+		if v.Get(k) != "" {
+			return true
+		}
+	}
+	return false
 }

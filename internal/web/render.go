@@ -142,7 +142,7 @@ func funcs(lang Lang) template.FuncMap {
 		},
 		"seq": func(n int) []int { return make([]int, n) },
 		"dec": func(n int) int { return n - 1 },
-		"sortQuery": func(v url.Values, sort string) string {
+		"sortQuery": func(v url.Values, sort string) template.URL {
 			nv := url.Values{}
 			for k, x := range v {
 				if k != "sort" && k != "from" {
@@ -152,7 +152,7 @@ func funcs(lang Lang) template.FuncMap {
 			if sort != "" {
 				nv.Set("sort", sort)
 			}
-			return nv.Encode()
+			return template.URL(nv.Encode())
 		},
 		"stars": func(n int) string {
 			return strings.Repeat("★", max(0, min(n, 5))) + strings.Repeat("☆", 5-max(0, min(n, 5)))
@@ -226,10 +226,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		p.Form = url.Values{}
 	}
 	if p.Flash == "" {
-		if k := r.URL.Query().Get("ok"); k != "" {
-			if _, known := messages[k]; known {
-				p.Flash = T(p.Lang, k)
-			}
+		// Only known messages are shown, so a link cannot put text of its
+		// own choosing on the page.
+		if k := r.URL.Query().Get("ok"); k != "" && T(p.Lang, k) != k {
+			p.Flash = T(p.Lang, k)
 		}
 	}
 	t, ok := s.pages[string(p.Lang)+"/"+name]

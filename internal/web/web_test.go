@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/xuri/excelize/v2"
 
 	"govshare/internal/audit"
 	"govshare/internal/calendar"
@@ -32,6 +35,7 @@ type env struct {
 	t      *testing.T
 	srv    *httptest.Server
 	ids    *identity.Service
+	cat    *catalog.Service
 	log    *audit.Log
 	db     *store.DB
 	city   identity.Department
@@ -70,7 +74,7 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, ids: ids, log: log, db: db, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
+	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, db: db, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
 	e.city, err = ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "示范市人民政府", CreditCode: identity.SyntheticCreditCode("350100", 1), RegionCode: "350100"})
 	if err != nil {
 		t.Fatal(err)
@@ -767,4 +771,75 @@ func TestCatalogImportAndExportThroughTheAPI(t *testing.T) {
 			t.Fatalf("consumer import: %d", status)
 		}
 	})
+}
+
+func TestFlashAndSortLinks(t *testing.T) {
+	e := newEnv(t, storetest.OpenSQLite(t), nil)
+	b := e.browser()
+	b.login("dept.admin")
+	_, page, _ := b.get("/catalog/manage?ok=cat.done.submit")
+	if !strings.Contains(page, "已提交审核。") {
+		t.Fatal("catalog flash message not shown")
+	}
+	_, page, _ = b.get("/home?ok=<script>")
+	if strings.Contains(page, `class="flash"`) {
+		t.Fatal("unknown flash key shown")
+	}
+	_, page, _ = b.get("/catalog?q=" + url.QueryEscape("户籍"))
+	if !strings.Contains(page, `href="/catalog?q=%E6%88%B7%E7%B1%8D&amp;sort=date"`) {
+		t.Fatal("sort link is not a plain query")
+	}
+}
+
+func TestExportSearchResultsAndClassificationCSV(t *testing.T) {
+	e := newEnv(t, storetest.OpenSQLite(t), nil)
+	ctx := context.Background()
+	da := e.users[policy.DeptAdmin].Actor()
+	pa := e.users[policy.PlatformAdmin].Actor()
+	for _, name := range []string{"户籍登记信息", "企业登记信息"} {
+		c := catalog.Content{Name: name, ClassCode: "101", Abstract: "测试。", FormatClass: "database", FormatType: "mysql",
+			Items:     []catalog.DataItem{{Name: "编号", MachineName: "no", DataType: "C", Length: 10, Key: true}},
+			ShareType: catalog.ShareUnconditional, ShareMethods: []catalog.ShareMethod{catalog.MethodAPI}, OpenType: catalog.OpenClosed, UpdateCycle: "daily"}
+		x, err := e.cat.CreateEntry(ctx, da, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.cat.Submit(ctx, da, x.ID)
+		e.cat.Approve(ctx, pa, x.ID)
+		e.cat.Publish(ctx, pa, x.ID)
+	}
+	b := e.browser()
+	b.login("consumer")
+	status, body, _ := b.get("/catalog/export.xlsx?q=" + url.QueryEscape("户籍"))
+	if status != 200 || !strings.HasPrefix(body, "PK") {
+		t.Fatalf("export of a search: %d", status)
+	}
+	x, err := excelize.OpenReader(strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, _ := x.GetRows("信息资源")
+	joined := fmt.Sprint(rows)
+	if len(rows) != 2 || !strings.Contains(joined, "户籍登记信息") || strings.Contains(joined, "企业登记信息") {
+		t.Fatalf("exported rows %v", rows)
+	}
+	p := e.browser()
+	p.login("platform.admin")
+	var buf strings.Builder
+	mw := multipart.NewWriter(&buf)
+	fw, _ := mw.CreateFormFile("file", "tree.csv")
+	fw.Write([]byte("分类代码,分类名称,上级分类代码\n301,公安,\n301001,治安管理,301\n"))
+	mw.WriteField("_csrf", p.csrf("/classifications"))
+	mw.Close()
+	req, _ := http.NewRequest("POST", e.srv.URL+"/classifications/import", strings.NewReader(buf.String()))
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	resp, err := p.c.Do(req)
+	if err != nil || resp.StatusCode != 303 {
+		t.Fatalf("csv import: %v %d", err, resp.StatusCode)
+	}
+	resp.Body.Close()
+	_, page, _ := p.get("/classifications")
+	if !strings.Contains(page, "治安管理") {
+		t.Fatal("imported classification not listed")
+	}
 }
