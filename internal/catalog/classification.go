@@ -2,11 +2,11 @@ package catalog
 
 import (
 	"context"
-	"encoding/csv"
-	"io"
 	"database/sql"
+	"encoding/csv"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strings"
