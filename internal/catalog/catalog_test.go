@@ -266,6 +266,14 @@ func TestChangeRequestMakesVersionTwoWithDiffAndDeadline(t *testing.T) {
 		if !e.Overdue {
 			t.Fatal("change past its deadline not flagged")
 		}
+		for _, a := range []policy.Actor{f.admin, f.police} {
+			if es, _ := f.svc.Entries(ctx, a, catalog.Filter{Overdue: true}); len(es) != 1 || es[0].ID != e.ID {
+				t.Fatalf("overdue list for %s: %v", a.Login, es)
+			}
+		}
+		if es, _ := f.svc.Entries(ctx, f.civil, catalog.Filter{Overdue: true, DeptID: f.civil.DeptID}); len(es) != 0 {
+			t.Fatal("another department sees the overdue change")
+		}
 		f.svc.Submit(ctx, f.police, e.ID)
 		f.svc.Approve(ctx, f.admin, e.ID)
 		e, err = f.svc.Publish(ctx, f.admin, e.ID)

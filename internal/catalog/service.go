@@ -460,6 +460,8 @@ type Filter struct {
 	State  State
 	Limit  int
 	After  int64 // keyset paging: entries with id > After
+	// Overdue selects changes past their working-day deadline.
+	Overdue bool
 }
 
 // Entries lists entries: published ones for everyone, drafts of the
@@ -483,6 +485,10 @@ func (s *Service) Entries(ctx context.Context, actor policy.Actor, f Filter) ([]
 		} else {
 			conds = append(conds, "published_version > 0")
 		}
+	}
+	if f.Overdue {
+		conds = append(conds, "change_deadline IS NOT NULL AND change_deadline < ? AND state NOT IN ('published', 'retired')")
+		args = append(args, s.now())
 	}
 	if f.After > 0 {
 		conds = append(conds, "id > ?")

@@ -87,6 +87,7 @@ var messages = map[string][2]string{
 	"home.tasks":          {"常用功能", "Shortcuts"},
 	"home.stats":          {"平台概况", "Platform at a glance"},
 	"home.ndepts":         {"部门数", "Departments"},
+	"home.overdue":        {"逾期未完成的目录变更", "Catalog changes past their deadline"},
 	"dept.title":          {"部门管理", "Departments"},
 	"dept.new":            {"新建部门", "New department"},
 	"dept.edit":           {"编辑部门", "Edit department"},

@@ -15,6 +15,7 @@ import (
 
 	"govshare/internal/apperr"
 	"govshare/internal/audit"
+	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
 )
@@ -257,6 +258,8 @@ func (s *Server) totpDisable(w http.ResponseWriter, r *http.Request, c *current)
 type homeData struct {
 	Dept        identity.Department
 	Departments int
+	Overdue     int
+	ShowOverdue bool
 	Shortcuts   []navItem
 }
 
@@ -264,6 +267,17 @@ func (s *Server) homePage(w http.ResponseWriter, r *http.Request, c *current) {
 	d := homeData{}
 	d.Dept, _ = s.Identity.Department(r.Context(), c.user.DeptID)
 	d.Departments, _ = s.Identity.DepartmentCount(r.Context())
+	// Catalog changes past their legal deadline, for those who must act.
+	if a := c.user.Actor(); policy.Any(a, policy.CatalogViewDraft) {
+		f := catalog.Filter{Overdue: true, Limit: 500}
+		if !policy.Allowed(a, policy.CatalogViewDraft, policy.Target{DeptID: -1}) {
+			f.DeptID = a.DeptID
+		}
+		if es, err := s.Catalog.Entries(r.Context(), a, f); err == nil {
+			d.Overdue = len(es)
+			d.ShowOverdue = true
+		}
+	}
 	for _, g := range nav(&c.user) {
 		for _, it := range g.Items {
 			if it.Href != "/home" {

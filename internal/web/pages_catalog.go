@@ -185,10 +185,10 @@ func (s *Server) catalogManagePage(w http.ResponseWriter, r *http.Request, c *cu
 		s.denied(w, r, c, policy.CatalogViewDraft, "catalog_entry")
 		return
 	}
-	f := catalog.Filter{State: catalog.State(r.URL.Query().Get("state")), Limit: 200}
+	f := catalog.Filter{State: catalog.State(r.URL.Query().Get("state")), Limit: 200, Overdue: r.URL.Query().Get("overdue") != ""}
 	if !policy.Allowed(a, policy.CatalogViewDraft, policy.Target{DeptID: -1}) {
 		f.DeptID = a.DeptID
-	} else if f.State == "" && r.URL.Query().Get("all") == "" {
+	} else if f.State == "" && r.URL.Query().Get("all") == "" && !f.Overdue {
 		f.State = catalog.Submitted // the reviewer's queue
 	}
 	es, err := s.Catalog.Entries(r.Context(), a, f)
