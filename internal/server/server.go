@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"govshare/internal/audit"
 	"govshare/internal/bus"
 	"govshare/internal/calendar"
@@ -180,6 +182,25 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		return err
 	}
 	defer idx.Close()
+	// Servers sharing one database tell each other which entries changed,
+	// so every server's index follows.
+	const changed = "govshare.catalog.changed"
+	p.Catalog.OnChange(func(_ context.Context, id int64) {
+		if err := p.Bus.Conn().Publish(changed, []byte(strconv.FormatInt(id, 10))); err != nil {
+			log.Warn("announce catalog change", "entry", id, "err", err)
+		}
+	})
+	sub, err := p.Bus.Conn().Subscribe(changed, func(m *nats.Msg) {
+		if id, err := strconv.ParseInt(string(m.Data), 10, 64); err == nil {
+			if err := p.Catalog.Reindex(ctx, id); err != nil {
+				log.Error("search index update", "entry", id, "err", err)
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("subscribe to catalog changes: %w", err)
+	}
+	defer sub.Unsubscribe()
 
 	if opt.Seed != nil {
 		if err := opt.Seed(ctx, p); err != nil {
