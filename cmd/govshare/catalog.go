@@ -12,13 +12,9 @@ import (
 	"time"
 
 	"govshare/internal/apperr"
-	"govshare/internal/audit"
-	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/config"
-	"govshare/internal/identity"
 	"govshare/internal/policy"
-	"govshare/internal/server"
 )
 
 const catalogUsage = `usage:
@@ -61,26 +57,12 @@ func catalogCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	log := server.Logger(stderr, "warn")
-	keys, err := server.Keys(&l.Config)
+	p, err := openCLI(ctx, &l.Config, stderr)
 	if err != nil {
 		return err
 	}
-	db, err := server.OpenStore(ctx, &l.Config, log)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	alog, err := audit.Open(db, audit.Options{Algorithm: l.AuditHash, Key: keys.Derive("audit")})
-	if err != nil {
-		return err
-	}
-	defer alog.Close()
-	ids := identity.NewService(db, alog, keys, identity.DefaultConfig())
-	cat := catalog.NewService(db, alog, calendar.Weekdays{}, server.CatalogConfig(&l.Config))
-	if err := cat.EnsureDefaultTree(ctx); err != nil {
-		return err
-	}
+	defer p.Close()
+	ids, cat := p.ids, p.cat
 	// The command line acts for the department as its data administrator
 	// would; the audit log names it "cli".
 	actor := policy.Actor{Login: "cli", Roles: []policy.Role{policy.DeptAdmin, policy.PlatformAdmin}}

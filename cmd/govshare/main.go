@@ -19,6 +19,8 @@ import (
 	"golang.org/x/term"
 
 	"govshare/internal/audit"
+	"govshare/internal/calendar"
+	"govshare/internal/catalog"
 	"govshare/internal/config"
 	"govshare/internal/demo"
 	"govshare/internal/identity"
@@ -200,23 +202,12 @@ func adminCreate(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
-	log := server.Logger(stderr, l.LogLevel)
-	keys, err := server.Keys(&l.Config)
+	p, err := openCLI(ctx, &l.Config, stderr)
 	if err != nil {
 		return err
 	}
-	db, err := server.OpenStore(ctx, &l.Config, log)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	alog, err := audit.Open(db, audit.Options{Algorithm: l.AuditHash, Key: keys.Derive("audit")})
-	if err != nil {
-		return err
-	}
-	defer alog.Close()
-	ids := identity.NewService(db, alog, keys, identity.DefaultConfig())
-	u, err := ids.Bootstrap(ctx, identity.BootstrapInput{
+	defer p.Close()
+	u, err := p.ids.Bootstrap(ctx, identity.BootstrapInput{
 		User:       identity.UserInput{Login: login, Name: name, Mobile: mobile, Roles: []policy.Role{r}, Password: pw},
 		Department: identity.DepartmentInput{Name: deptName, CreditCode: deptCode, RegionCode: region},
 	})
@@ -369,4 +360,43 @@ func benchSearch(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintln(stdout, res.String())
 	return nil
+}
+
+// cliPlatform is what the administrative commands work on: the store, the
+// audit log and the services, without the HTTP server or the bus.
+type cliPlatform struct {
+	db    *store.DB
+	audit *audit.Log
+	ids   *identity.Service
+	cat   *catalog.Service
+}
+
+func openCLI(ctx context.Context, cfg *config.Config, stderr io.Writer) (*cliPlatform, error) {
+	log := server.Logger(stderr, "warn")
+	keys, err := server.Keys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db, err := server.OpenStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	alog, err := audit.Open(db, audit.Options{Algorithm: cfg.AuditHash, Key: keys.Derive("audit")})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	p := &cliPlatform{db: db, audit: alog, ids: identity.NewService(db, alog, keys, identity.DefaultConfig()),
+		cat: catalog.NewService(db, alog, calendar.Weekdays{}, server.CatalogConfig(cfg))}
+	if err := p.cat.EnsureDefaultTree(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Close flushes the audit log and closes the store.
+func (p *cliPlatform) Close() {
+	p.audit.Close()
+	p.db.Close()
 }

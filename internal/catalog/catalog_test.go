@@ -27,7 +27,7 @@ type fx struct {
 	reviewer                     policy.Actor
 }
 
-func setup(t *testing.T, db *store.DB, cfg catalog.Config) *fx {
+func setup(t testing.TB, db *store.DB, cfg catalog.Config) *fx {
 	t.Helper()
 	ctx := context.Background()
 	keys, _ := secret.New(make([]byte, 32))

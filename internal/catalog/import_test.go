@@ -17,11 +17,8 @@ import (
 
 	"govshare/internal/apperr"
 	"govshare/internal/audit"
-	"govshare/internal/calendar"
 	"govshare/internal/catalog"
-	"govshare/internal/identity"
 	"govshare/internal/policy"
-	"govshare/internal/secret"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
 )
@@ -36,33 +33,8 @@ type importFx struct {
 
 func importSetup(tb testing.TB, db *store.DB) *importFx {
 	tb.Helper()
-	ctx := context.Background()
-	keys, _ := secret.New(make([]byte, 32))
-	log, err := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { log.Close() })
-	ids := identity.NewService(db, log, keys, identity.DefaultConfig())
-	city, _ := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "市政务信息办", CreditCode: identity.SyntheticCreditCode("350100", 1), RegionCode: "350100"})
-	police, _ := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "市公安局", CreditCode: identity.SyntheticCreditCode("350100", 2), RegionCode: "350100"})
-	user := func(login string, dept int64, r policy.Role) policy.Actor {
-		u, err := ids.SeedUser(ctx, identity.UserInput{Login: login, Name: "测试", DeptID: dept, Roles: []policy.Role{r}, Password: "Test@Pass2026"}, false, "")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		return u.Actor()
-	}
-	f := &importFx{log: log,
-		admin:  user("admin", city.ID, policy.PlatformAdmin),
-		police: user("gaj.admin", police.ID, policy.DeptAdmin),
-		viewer: user("gaj.user", police.ID, policy.Consumer),
-	}
-	f.svc = catalog.NewService(db, log, calendar.Weekdays{}, catalog.DefaultConfig())
-	if err := f.svc.EnsureDefaultTree(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	return f
+	f := setup(tb, db, catalog.DefaultConfig())
+	return &importFx{svc: f.svc, log: f.log, admin: f.admin, police: f.police, viewer: f.viewer}
 }
 
 // sample is the i-th of a varied set of valid contents, already in the
