@@ -141,13 +141,13 @@ func bench(ctx context.Context, db *store.DB, idx Index, n, queries int, progres
 const (
 	benchQueries     = 200
 	benchWarmupShare = 20   // one unmeasured query per 20 measured, first
-	benchBatch       = 1000 // documents generated, stored and indexed at once
+	benchBatch       = 1000 // rows generated and stored at once
 	benchInsert      = 100  // rows per INSERT statement
 )
 
 // benchLoad writes the documents to the table, then builds the index from
-// a second pass of the same deterministic generator through Rebuild, as a
-// server does at start. Both stream a batch at a time, so memory stays flat
+// a second pass of the same deterministic generator the way Rebuild does at
+// a server's start (without marking the index complete). Both stream a batch at a time, so memory stays flat
 // whatever n is.
 func benchLoad(ctx context.Context, db *store.DB, idx Index, n int, progress io.Writer, res *BenchResult) error {
 	gen := newBenchGen()
@@ -173,7 +173,7 @@ func benchLoad(ctx context.Context, db *store.DB, idx Index, n int, progress io.
 
 	t = time.Now()
 	gen = newBenchGen()
-	_, err := Rebuild(ctx, idx, func(yield func(Document) error) error {
+	_, err := fill(ctx, idx, func(yield func(Document) error) error {
 		for id := 1; id <= n; id++ {
 			if err := yield(gen.document(int64(id))); err != nil {
 				return err

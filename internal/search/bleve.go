@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/blevesearch/bleve/v2"
@@ -84,7 +85,7 @@ type Bleve struct {
 	idx   bleve.Index
 	query analysis.Analyzer
 	dir   string
-	fresh bool
+	fresh atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -101,7 +102,8 @@ func OpenBleve(dir string) (*Bleve, error) {
 	if dir == "" {
 		return create("")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "index_meta.json")); errors.Is(err, fs.ErrNotExist) {
+	switch _, err := os.Stat(filepath.Join(dir, "index_meta.json")); {
+	case errors.Is(err, fs.ErrNotExist):
 		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 			return nil, fmt.Errorf("open search index: %s is not empty and holds no index; move it away", dir)
 		}
@@ -109,6 +111,8 @@ func OpenBleve(dir string) (*Bleve, error) {
 			return nil, fmt.Errorf("open search index: %w", err)
 		}
 		return create(dir)
+	case err != nil:
+		return nil, fmt.Errorf("open search index: %w", err)
 	}
 	// A second process holding the index would otherwise make Open wait
 	// forever on the lock.
@@ -144,7 +148,8 @@ func create(dir string) (*Bleve, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create search index %s: %w", dir, err)
 	}
-	b := &Bleve{idx: idx, dir: dir, fresh: true}
+	b := &Bleve{idx: idx, dir: dir}
+	b.fresh.Store(true)
 	if b.query, err = queryAnalyzerOf(idx); err != nil {
 		idx.Close()
 		return nil, err
@@ -163,14 +168,14 @@ func queryAnalyzerOf(idx bleve.Index) (analysis.Analyzer, error) {
 // Fresh reports whether the index was created empty by OpenBleve and must be
 // filled from the database. It stays true until a Rebuild completes, so a
 // rebuild cut short by a crash is started again on the next open.
-func (b *Bleve) Fresh() bool { return b.fresh }
+func (b *Bleve) Fresh() bool { return b.fresh.Load() }
 
 // markBuilt records that the index holds every document.
 func (b *Bleve) markBuilt() error {
 	if err := b.idx.SetInternal(versionKey, []byte(mappingVersion)); err != nil {
 		return fmt.Errorf("search index: mark built: %w", err)
 	}
-	b.fresh = false
+	b.fresh.Store(false)
 	return nil
 }
 
@@ -352,11 +357,13 @@ func (b *Bleve) Search(ctx context.Context, q Query) (Result, error) {
 	switch order {
 	case SortRelevance:
 		req.SortBy([]string{"-_score"})
+	// No "_id" tie-break: it reads every match's stored id. Ties keep the
+	// index's own order, stable while the index does not change.
 	case SortDate:
-		req.SortBy([]string{"-published", "_id"})
+		req.SortBy([]string{"-published"})
 		req.Score = "none"
 	case SortPopularity:
-		req.SortBy([]string{"-popularity", "-published", "_id"})
+		req.SortBy([]string{"-popularity", "-published"})
 		req.Score = "none"
 	default:
 		return Result{}, fmt.Errorf("%w: %q", ErrUnknownSort, q.Sort)

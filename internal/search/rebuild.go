@@ -26,6 +26,21 @@ type builder interface {
 // Rebuild adds and replaces; it does not remove documents next no longer
 // yields. Run it on the empty index OpenBleve reports Fresh.
 func Rebuild(ctx context.Context, idx Index, next func(yield func(Document) error) error, progress func(n int)) (int, error) {
+	n, err := fill(ctx, idx, next, progress)
+	if err != nil {
+		return n, err
+	}
+	if b, ok := idx.(builder); ok {
+		if err := b.markBuilt(); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// fill is Rebuild without marking the index complete: the bench fills a
+// scratch index with made-up entries that must never pass for a catalog.
+func fill(ctx context.Context, idx Index, next func(yield func(Document) error) error, progress func(n int)) (int, error) {
 	batch := make([]Document, 0, RebuildBatch)
 	n := 0
 	flush := func() error {
@@ -61,9 +76,6 @@ func Rebuild(ctx context.Context, idx Index, next func(yield func(Document) erro
 	}
 	if b, ok := idx.(builder); ok {
 		if err := b.compact(ctx); err != nil {
-			return n, err
-		}
-		if err := b.markBuilt(); err != nil {
 			return n, err
 		}
 	}
