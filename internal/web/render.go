@@ -111,9 +111,6 @@ func funcs(lang Lang) template.FuncMap {
 			}
 			return t.In(cst).Format("2006-01-02")
 		},
-		"indent": func(depth int) template.CSS {
-			return template.CSS(fmt.Sprintf("padding-left:%.1fem", 0.6+1.4*float64(depth)))
-		},
 		"hasRole": func(roles []policy.Role, r policy.Role) bool {
 			for _, x := range roles {
 				if x == r {
