@@ -387,7 +387,7 @@ func openCLI(ctx context.Context, cfg *config.Config, stderr io.Writer) (*cliPla
 		return nil, err
 	}
 	p := &cliPlatform{db: db, audit: alog, ids: identity.NewService(db, alog, keys, identity.DefaultConfig()),
-		cat: catalog.NewService(db, alog, calendar.Weekdays{}, server.CatalogConfig(cfg))}
+		cat: catalog.NewService(db, alog, calendar.New(db, alog), server.CatalogConfig(cfg))}
 	if err := p.cat.EnsureDefaultTree(ctx); err != nil {
 		p.Close()
 		return nil, err

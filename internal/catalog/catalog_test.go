@@ -403,3 +403,21 @@ func TestClassificationCSV(t *testing.T) {
 		t.Fatalf("short row: %v", err)
 	}
 }
+
+func TestChangeDeadlineNeedsTheYearsCalendar(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := setup(t, db, catalog.DefaultConfig())
+		ctx := context.Background()
+		e := publish(t, f, household())
+		strict := catalog.NewService(db, f.log, calendar.New(db, f.log), catalog.DefaultConfig())
+		_, err := strict.OpenChange(ctx, f.police, e.ID, "law", "")
+		code(t, err, "calendar.year_missing")
+		if got, _ := strict.Entry(ctx, f.police, e.ID); got.State != catalog.Published {
+			t.Fatalf("failed change left state %s", got.State)
+		}
+		// A change without a legal deadline does not need the calendar.
+		if _, err := strict.OpenChange(ctx, f.police, e.ID, "other", ""); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

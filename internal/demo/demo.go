@@ -5,9 +5,12 @@
 package demo
 
 import (
+	"time"
+
 	"context"
 	"errors"
 	"fmt"
+	"govshare/internal/calendar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,6 +69,9 @@ func Seed(ctx context.Context, p *server.Platform) error {
 	if n == 0 {
 		accounts, err := load(ctx, p.Identity)
 		if err != nil {
+			return err
+		}
+		if err := loadCalendar(ctx, p); err != nil {
 			return err
 		}
 		entries, err := loadCatalog(ctx, p.Identity, p.Catalog)
@@ -155,4 +161,18 @@ func format(accounts []Account) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// loadCalendar gives the demo a working-day calendar for this year and the
+// next, so deadlines can be computed. It holds no holidays: a real
+// deployment imports the State Council's schedule each year.
+func loadCalendar(ctx context.Context, p *server.Platform) error {
+	admin := policy.Actor{Login: "demo", Roles: []policy.Role{policy.PlatformAdmin}}
+	now := time.Now().In(calendar.CST)
+	for y := now.Year(); y <= now.Year()+1; y++ {
+		if err := p.Calendar.ImportYear(ctx, admin, calendar.Year{Year: y}, "demo: weekends only, no holidays"); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -30,11 +30,12 @@ func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
 		cfg := config.Defaults()
 		cfg.Data = t.TempDir()
 		var out bytes.Buffer
-		cat := catalog.NewService(db, log, calendar.Weekdays{}, catalog.DefaultConfig())
+		cal := calendar.New(db, log)
+		cat := catalog.NewService(db, log, cal, catalog.DefaultConfig())
 		if err := cat.EnsureDefaultTree(ctx); err != nil {
 			t.Fatal(err)
 		}
-		p := &server.Platform{Config: &cfg, DB: db, Keys: keys, Audit: log, Identity: identity.NewService(db, log, keys, identity.DefaultConfig()), Catalog: cat,
+		p := &server.Platform{Config: &cfg, DB: db, Keys: keys, Audit: log, Identity: identity.NewService(db, log, keys, identity.DefaultConfig()), Catalog: cat, Calendar: cal,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: &out}
 		if err := demo.Seed(ctx, p); err != nil {
 			t.Fatal(err)

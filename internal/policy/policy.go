@@ -85,6 +85,7 @@ const (
 	CatalogViewDraft     Action = "catalog.view_draft"     // see entries that are not published
 	CatalogReview        Action = "catalog.review"         // return, approve, publish, retire
 	ClassificationManage Action = "catalog.classification" // edit the classification tree
+	CalendarManage       Action = "calendar.manage"        // maintain the working-day calendar
 )
 
 // Target is what the action applies to.
@@ -127,6 +128,7 @@ var rules = map[Action]map[Role]scope{
 	CatalogViewDraft:     {PlatformAdmin: all, DeptAdmin: ownDept, DeptReviewer: ownDept},
 	CatalogReview:        {PlatformAdmin: all},
 	ClassificationManage: {PlatformAdmin: all},
+	CalendarManage:       {PlatformAdmin: all},
 }
 
 // Allowed reports whether actor may do act on t.

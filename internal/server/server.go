@@ -55,6 +55,7 @@ type Platform struct {
 	Bus      *bus.Bus
 	Identity *identity.Service
 	Catalog  *catalog.Service
+	Calendar *calendar.Calendar
 	Log      *slog.Logger
 	Out      io.Writer
 }
@@ -173,7 +174,8 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 	defer p.Bus.Close()
 	p.Identity = identity.NewService(p.DB, p.Audit, p.Keys, identity.DefaultConfig())
-	p.Catalog = catalog.NewService(p.DB, p.Audit, calendar.Weekdays{}, CatalogConfig(cfg))
+	p.Calendar = calendar.New(p.DB, p.Audit)
+	p.Catalog = catalog.NewService(p.DB, p.Audit, p.Calendar, CatalogConfig(cfg))
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}
@@ -209,7 +211,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 
 	h, err := web.New(web.Deps{
-		Identity: p.Identity, Catalog: p.Catalog, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),

@@ -59,6 +59,7 @@ func (s *Server) apiRoutes() {
 	s.feedbackAPI(api)
 	s.importAPI(api)
 	s.searchAPI(api)
+	s.calendarAPI(api)
 }
 
 // apiAuth resolves the bearer token for every operation.

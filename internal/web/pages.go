@@ -57,6 +57,7 @@ func (s *Server) pageRoutes() {
 	m.HandleFunc("GET /api/docs", s.apiDocsPage)
 	s.catalogRoutes()
 	s.importRoutes()
+	s.calendarRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -75,6 +75,9 @@ func nav(u *identity.User) []navGroup {
 	if policy.Any(a, policy.UserView) {
 		sys = append(sys, navItem{"nav.users", "/users"})
 	}
+	if policy.Any(a, policy.CalendarManage) {
+		sys = append(sys, navItem{"nav.calendar", "/calendar"})
+	}
 	if policy.Any(a, policy.AuditRead) {
 		sys = append(sys, navItem{"nav.audit", "/audit"})
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"govshare/internal/audit"
+	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/secret"
@@ -42,6 +43,7 @@ func (f CheckFunc) Check(ctx context.Context) error { return f(ctx) }
 type Deps struct {
 	Identity *identity.Service
 	Catalog  *catalog.Service
+	Calendar *calendar.Calendar
 	Audit    *audit.Log
 	Keys     *secret.Keys
 	Log      *slog.Logger

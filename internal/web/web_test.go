@@ -68,7 +68,7 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	}
 	t.Cleanup(func() { idx.Close() })
 	cat.UseIndex(idx)
-	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Audit: log, Keys: keys, Version: "test", Ready: ready})
+	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -842,4 +842,39 @@ func TestExportSearchResultsAndClassificationCSV(t *testing.T) {
 	if !strings.Contains(page, "治安管理") {
 		t.Fatal("imported classification not listed")
 	}
+}
+
+func TestCalendarIsMaintainedByThePlatformAdministrator(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		year := map[string]any{"year": 2027, "days": []map[string]any{{"name": "春节", "date": "2027-02-08", "isOffDay": true}, {"name": "春节", "date": "2027-02-13", "isOffDay": false}}}
+		if status, _, _ := e.api(policy.DeptAdmin, "PUT", "/api/v1/calendar/2027", year); status != 403 {
+			t.Fatalf("dept admin imports a year: %d", status)
+		}
+		if status, m, _ := e.api(policy.PlatformAdmin, "PUT", "/api/v1/calendar/2028", year); status != 422 || m["code"] != "calendar.year_invalid" {
+			t.Fatalf("mismatched year: %d %v", status, m)
+		}
+		if status, m, _ := e.api(policy.PlatformAdmin, "PUT", "/api/v1/calendar/2027", year); status != 204 {
+			t.Fatalf("import: %d %v", status, m)
+		}
+		b := e.browser()
+		b.login("platform.admin")
+		status, page, _ := b.get("/calendar?year=2027")
+		if status != 200 || !strings.Contains(page, "2027-02-13") || !strings.Contains(page, "调休上班") {
+			t.Fatalf("calendar page: %d", status)
+		}
+		status, _, _ = b.post("/calendar/day", url.Values{"date": {"2027-10-01"}, "name": {"国庆节"}, "off": {"true"}, "_csrf": {b.csrf("/calendar")}})
+		if status != 303 {
+			t.Fatalf("set day: %d", status)
+		}
+		status, page, _ = b.post("/calendar/day", url.Values{"date": {"2027-13-01"}, "off": {"true"}, "_csrf": {b.csrf("/calendar")}})
+		if status != 422 || !strings.Contains(page, "calendar.day_invalid") {
+			t.Fatalf("bad date: %d", status)
+		}
+		c := e.browser()
+		c.login("dept.admin")
+		if status, _, _ := c.get("/calendar"); status != 403 {
+			t.Fatalf("dept admin opens the calendar: %d", status)
+		}
+	})
 }
