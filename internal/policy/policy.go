@@ -86,6 +86,7 @@ const (
 	CatalogReview        Action = "catalog.review"         // return, approve, publish, retire
 	ClassificationManage Action = "catalog.classification" // edit the classification tree
 	CalendarManage       Action = "calendar.manage"        // maintain the working-day calendar
+	AppManage            Action = "app.manage"             // register, rotate and revoke the department\'s apps
 )
 
 // Target is what the action applies to.
@@ -129,6 +130,7 @@ var rules = map[Action]map[Role]scope{
 	CatalogReview:        {PlatformAdmin: all},
 	ClassificationManage: {PlatformAdmin: all},
 	CalendarManage:       {PlatformAdmin: all},
+	AppManage:            {DeptAdmin: ownDept},
 }
 
 // Allowed reports whether actor may do act on t.

@@ -1,0 +1,349 @@
+// Package share is sharing (共享): the apps departments register to call
+// the platform, how their signed requests are checked, and (in later
+// steps) applications and grants.
+package share
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"govshare/client"
+	"govshare/internal/apperr"
+	"govshare/internal/audit"
+	"govshare/internal/policy"
+	"govshare/internal/secret"
+	"govshare/internal/store"
+)
+
+// App is a department's machine client (接入应用).
+type App struct {
+	ID           int64     `json:"id"`
+	DeptID       int64     `json:"dept_id"`
+	Name         string    `json:"name" doc:"应用名称 / name"`
+	Purpose      string    `json:"purpose" doc:"用途 / what the app is for"`
+	Contact      string    `json:"contact" doc:"联系人 / contact"`
+	AllowedAddrs []string  `json:"allowed_addrs,omitempty" doc:"允许的来源地址(IP或CIDR)，空为不限 / allowed source addresses (IP or CIDR); empty allows any"`
+	Key          string    `json:"app_key" doc:"应用标识 / app key"`
+	Status       string    `json:"status" doc:"active / revoked"`
+	CreatedAt    time.Time `json:"created_at"`
+	RotatedAt    time.Time `json:"rotated_at"`
+	RevokedAt    time.Time `json:"revoked_at,omitzero"`
+}
+
+// AppInput is what a data administrator registers.
+type AppInput struct {
+	Name         string   `json:"name"`
+	Purpose      string   `json:"purpose"`
+	Contact      string   `json:"contact"`
+	AllowedAddrs []string `json:"allowed_addrs,omitempty"`
+}
+
+// Window is how far a request's timestamp may be from the server's clock.
+const Window = 5 * time.Minute
+
+// Errors of apps and signatures. Signature failures share one code per
+// cause so a caller can fix the client without the server saying more
+// than it must.
+var (
+	ErrAppName     = apperr.Invalid("share.app_name_invalid", "name", "应用名称不能为空，且不超过64个字符", "the app name is required, at most 64 characters")
+	ErrAppPurpose  = apperr.Invalid("share.app_purpose_required", "purpose", "请说明应用用途", "state what the app is for")
+	ErrAppContact  = apperr.Invalid("share.app_contact_required", "contact", "请填写联系人", "give a contact")
+	ErrAppAddr     = apperr.Invalid("share.app_addr_invalid", "allowed_addrs", "来源地址应为IP或CIDR，如 10.1.2.3 或 10.1.0.0/16", "source addresses are IPs or CIDRs, e.g. 10.1.2.3 or 10.1.0.0/16")
+	ErrSignMissing = apperr.New(http.StatusUnauthorized, "share.signature_missing", "缺少签名头：X-App-Key、X-Timestamp、X-Nonce、X-Signature", "missing signature headers: X-App-Key, X-Timestamp, X-Nonce, X-Signature")
+	ErrSignApp     = apperr.New(http.StatusUnauthorized, "share.app_unknown", "应用不存在或已吊销", "unknown or revoked app")
+	ErrSignTime    = apperr.New(http.StatusUnauthorized, "share.timestamp_skew", "时间戳与服务器时间相差超过5分钟，请校准时钟", "the timestamp is more than 5 minutes from the server's clock; synchronise the clock")
+	ErrSignNonce   = apperr.New(http.StatusUnauthorized, "share.nonce_reused", "随机数已使用过(疑似重放)", "the nonce was already used (replay)")
+	ErrSignBad     = apperr.New(http.StatusUnauthorized, "share.signature_invalid", "签名不正确：请按API文档的规范串和密钥计算", "the signature does not match; compute it over the canonical string with the app secret as the API reference shows")
+	ErrSignAddr    = apperr.New(http.StatusForbidden, "share.address_refused", "请求来源地址不在应用允许的范围内", "the request's source address is not allowed for this app")
+	ErrSignPurpose = apperr.New(http.StatusBadRequest, "share.purpose_required", "每个请求都须以 X-Purpose 说明用途", "every request must state its purpose in X-Purpose").OnField("X-Purpose")
+	ErrSignMethod  = apperr.New(http.StatusBadRequest, "share.sign_method_invalid", "签名算法应为 HMAC-SHA256 或 HMAC-SM3", "the signature method is HMAC-SHA256 or HMAC-SM3").OnField("X-Sign-Method")
+)
+
+// Auditor is the part of the audit log apps need.
+type Auditor interface {
+	Append(ctx context.Context, e audit.Event) error
+}
+
+// Apps manages apps and checks their requests.
+type Apps struct {
+	db    *store.DB
+	audit Auditor
+	seal  *secret.Sealer
+	now   func() time.Time
+}
+
+// NewApps builds the service; secrets are sealed with keys.
+func NewApps(db *store.DB, a Auditor, keys *secret.Keys) *Apps {
+	return &Apps{db: db, audit: a, seal: keys.Sealer("app"), now: store.Now}
+}
+
+// SetClock replaces the clock for tests.
+func (s *Apps) SetClock(now func() time.Time) { s.now = now }
+
+var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+func random(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return strings.ToLower(b32.EncodeToString(b))
+}
+
+func (in *AppInput) validate() error {
+	in.Name, in.Purpose, in.Contact = strings.TrimSpace(in.Name), strings.TrimSpace(in.Purpose), strings.TrimSpace(in.Contact)
+	switch {
+	case in.Name == "" || utf8.RuneCountInString(in.Name) > 64:
+		return ErrAppName
+	case in.Purpose == "":
+		return ErrAppPurpose
+	case in.Contact == "":
+		return ErrAppContact
+	}
+	var addrs []string
+	for _, a := range in.AllowedAddrs {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if _, _, err := net.ParseCIDR(a); err != nil && net.ParseIP(a) == nil {
+			return ErrAppAddr
+		}
+		addrs = append(addrs, a)
+	}
+	in.AllowedAddrs = addrs
+	return nil
+}
+
+func (s *Apps) authorize(ctx context.Context, actor policy.Actor, dept int64, obj string) error {
+	if err := policy.Check(actor, policy.AppManage, policy.Target{DeptID: dept}); err != nil {
+		_ = s.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
+			DeptID: actor.DeptID, Action: string(policy.AppManage), ObjectType: "app", ObjectID: obj, Result: audit.ResultDenied})
+		return err
+	}
+	return nil
+}
+
+func (s *Apps) record(ctx context.Context, actor policy.Actor, action string, app App, details map[string]any) error {
+	return s.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
+		DeptID: actor.DeptID, Action: action, ObjectType: "app", ObjectID: app.Key, Result: audit.ResultOK, Details: audit.Details(details)})
+}
+
+// Register creates an app for the actor's department and returns it with
+// its secret, which is shown this once and stored only sealed.
+func (s *Apps) Register(ctx context.Context, actor policy.Actor, in AppInput) (App, string, error) {
+	if err := s.authorize(ctx, actor, actor.DeptID, ""); err != nil {
+		return App{}, "", err
+	}
+	if err := in.validate(); err != nil {
+		return App{}, "", err
+	}
+	key, sec := "app_"+random(10), random(30)
+	now := s.now()
+	var id int64
+	if err := s.db.QueryRow(ctx, `INSERT INTO apps (dept_id, name, purpose, contact, allowed_addrs, app_key, secret, created_by, created_at, rotated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, actor.DeptID, in.Name, in.Purpose, in.Contact, strings.Join(in.AllowedAddrs, ","),
+		key, s.seal.Seal([]byte(sec)), actor.UserID, now, now).Scan(&id); err != nil {
+		return App{}, "", fmt.Errorf("register app: %w", err)
+	}
+	app, err := s.app(ctx, "id = ?", id)
+	if err != nil {
+		return App{}, "", err
+	}
+	return app, sec, s.record(ctx, actor, "app.register", app, map[string]any{"name": app.Name, "purpose": app.Purpose, "allowed_addrs": app.AllowedAddrs})
+}
+
+const appCols = "id, dept_id, name, purpose, contact, allowed_addrs, app_key, status, created_at, rotated_at, revoked_at"
+
+func scanApp(row interface{ Scan(...any) error }) (App, error) {
+	var a App
+	var addrs string
+	var revoked sql.NullTime
+	err := row.Scan(&a.ID, &a.DeptID, &a.Name, &a.Purpose, &a.Contact, &addrs, &a.Key, &a.Status, &a.CreatedAt, &a.RotatedAt, &revoked)
+	if addrs != "" {
+		a.AllowedAddrs = strings.Split(addrs, ",")
+	}
+	a.RevokedAt = revoked.Time
+	return a, err
+}
+
+func (s *Apps) app(ctx context.Context, where string, arg any) (App, error) {
+	a, err := scanApp(s.db.QueryRow(ctx, "SELECT "+appCols+" FROM apps WHERE "+where, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, apperr.ErrNotFound
+	}
+	return a, err
+}
+
+// List returns a department's apps.
+func (s *Apps) List(ctx context.Context, actor policy.Actor, deptID int64) ([]App, error) {
+	if err := s.authorize(ctx, actor, deptID, ""); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, "SELECT "+appCols+" FROM apps WHERE dept_id = ? ORDER BY id DESC", deptID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []App
+	for rows.Next() {
+		a, err := scanApp(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// Rotate gives an app a new secret (shown once); the old one stops working.
+func (s *Apps) Rotate(ctx context.Context, actor policy.Actor, id int64) (App, string, error) {
+	a, err := s.app(ctx, "id = ?", id)
+	if err != nil {
+		return App{}, "", err
+	}
+	if err := s.authorize(ctx, actor, a.DeptID, a.Key); err != nil {
+		return App{}, "", err
+	}
+	if a.Status != "active" {
+		return App{}, "", ErrSignApp
+	}
+	sec := random(30)
+	if _, err := s.db.Exec(ctx, "UPDATE apps SET secret = ?, rotated_at = ? WHERE id = ?", s.seal.Seal([]byte(sec)), s.now(), id); err != nil {
+		return App{}, "", err
+	}
+	if a, err = s.app(ctx, "id = ?", id); err != nil {
+		return App{}, "", err
+	}
+	return a, sec, s.record(ctx, actor, "app.rotate", a, nil)
+}
+
+// Revoke ends an app's access for good.
+func (s *Apps) Revoke(ctx context.Context, actor policy.Actor, id int64) error {
+	a, err := s.app(ctx, "id = ?", id)
+	if err != nil {
+		return err
+	}
+	if err := s.authorize(ctx, actor, a.DeptID, a.Key); err != nil {
+		return err
+	}
+	if _, err := s.db.Exec(ctx, "UPDATE apps SET status = 'revoked', revoked_at = ? WHERE id = ?", s.now(), id); err != nil {
+		return err
+	}
+	return s.record(ctx, actor, "app.revoke", a, nil)
+}
+
+// Signed is what a request tells about its signature.
+type Signed struct {
+	Method, Path string
+	Query        url.Values
+	Body         []byte
+	ClientAddr   string
+	AppKey       string
+	Timestamp    string
+	Nonce        string
+	Signature    string
+	SignMethod   string
+	Purpose      string
+}
+
+// Verify checks a signed request: a known active app, an allowed source
+// address, a timestamp within ±5 minutes, a nonce not seen before, the
+// signature, and a stated purpose. Every refusal is audited.
+func (s *Apps) Verify(ctx context.Context, r Signed) (App, error) {
+	a, err := s.verify(ctx, r)
+	if err != nil {
+		ae, _ := apperr.As(err)
+		code := "error"
+		if ae != nil {
+			code = ae.Code
+		}
+		_ = s.audit.Append(ctx, audit.Event{ActorType: audit.ActorApp, ActorID: r.AppKey, ActorName: r.AppKey, DeptID: a.DeptID,
+			Action: "app.auth_failed", ObjectType: "api", ObjectID: r.Path, Result: audit.ResultDenied, Purpose: r.Purpose,
+			Details: audit.Details(map[string]any{"reason": code})})
+	}
+	return a, err
+}
+
+func (s *Apps) verify(ctx context.Context, r Signed) (App, error) {
+	if r.AppKey == "" || r.Timestamp == "" || r.Nonce == "" || r.Signature == "" {
+		return App{}, ErrSignMissing
+	}
+	if r.SignMethod == "" {
+		r.SignMethod = client.HMACSHA256
+	}
+	if r.SignMethod != client.HMACSHA256 && r.SignMethod != client.HMACSM3 {
+		return App{}, ErrSignMethod
+	}
+	var sealed string
+	a, err := scanApp(s.db.QueryRow(ctx, "SELECT "+appCols+" FROM apps WHERE app_key = ?", r.AppKey))
+	if err != nil || a.Status != "active" {
+		return App{}, ErrSignApp
+	}
+	if err := s.db.QueryRow(ctx, "SELECT secret FROM apps WHERE id = ?", a.ID).Scan(&sealed); err != nil {
+		return a, err
+	}
+	if !addrAllowed(a.AllowedAddrs, r.ClientAddr) {
+		return a, ErrSignAddr
+	}
+	ts, err := strconv.ParseInt(r.Timestamp, 10, 64)
+	now := s.now()
+	if err != nil || now.Sub(time.Unix(ts, 0)).Abs() > Window {
+		return a, ErrSignTime
+	}
+	sec, err := s.seal.Open(sealed)
+	if err != nil {
+		return a, err
+	}
+	want, err := client.Sign(r.SignMethod, string(sec), client.Canonical(r.Method, r.Path, r.Query, r.Timestamp, r.Nonce, r.Body))
+	if err != nil {
+		return a, ErrSignMethod
+	}
+	if !hmac.Equal([]byte(want), []byte(r.Signature)) {
+		return a, ErrSignBad
+	}
+	if strings.TrimSpace(r.Purpose) == "" {
+		return a, ErrSignPurpose
+	}
+	// The nonce is recorded only for a valid signature, so nobody can burn
+	// another app's nonces; the unique key makes a replay fail even when
+	// two copies arrive at once.
+	if _, err := s.db.Exec(ctx, "INSERT INTO app_nonces (app_id, nonce, seen_at) VALUES (?, ?, ?)", a.ID, r.Nonce, now); err != nil {
+		if store.IsUniqueViolation(err) {
+			return a, ErrSignNonce
+		}
+		return a, err
+	}
+	if now.Unix()%64 == 0 { // now and then, forget nonces older than the window
+		_, _ = s.db.Exec(ctx, "DELETE FROM app_nonces WHERE seen_at < ?", now.Add(-2*Window))
+	}
+	return a, nil
+}
+
+func addrAllowed(allowed []string, addr string) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	ip := net.ParseIP(addr)
+	for _, a := range allowed {
+		if _, n, err := net.ParseCIDR(a); err == nil {
+			if ip != nil && n.Contains(ip) {
+				return true
+			}
+		} else if a == addr {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,123 @@
+package share_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"strconv"
+	"testing"
+	"time"
+
+	"govshare/client"
+	"govshare/internal/apperr"
+	"govshare/internal/audit"
+	"govshare/internal/identity"
+	"govshare/internal/policy"
+	"govshare/internal/secret"
+	"govshare/internal/share"
+	"govshare/internal/store"
+	"govshare/internal/storetest"
+)
+
+func setup(t *testing.T, db *store.DB) (*share.Apps, policy.Actor, policy.Actor, *audit.Log) {
+	ctx := context.Background()
+	keys, _ := secret.New(make([]byte, 32))
+	log, err := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	ids := identity.NewService(db, log, keys, identity.DefaultConfig())
+	police, _ := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "市公安局", CreditCode: identity.SyntheticCreditCode("350100", 2), RegionCode: "350100"})
+	civil, _ := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "市民政局", CreditCode: identity.SyntheticCreditCode("350100", 3), RegionCode: "350100"})
+	a, _ := ids.SeedUser(ctx, identity.UserInput{Login: "gaj.admin", Name: "测试", DeptID: police.ID, Roles: []policy.Role{policy.DeptAdmin}, Password: "Test@Pass2026"}, false, "")
+	b, _ := ids.SeedUser(ctx, identity.UserInput{Login: "mzj.admin", Name: "测试", DeptID: civil.ID, Roles: []policy.Role{policy.DeptAdmin}, Password: "Test@Pass2026"}, false, "")
+	return share.NewApps(db, log, keys), a.Actor(), b.Actor(), log
+}
+
+func signed(t *testing.T, key, sec, method string, at time.Time, nonce string, body []byte) share.Signed {
+	q := url.Values{"b": {"2"}, "a": {"1", "0"}}
+	ts := strconv.FormatInt(at.Unix(), 10)
+	sig, err := client.Sign(method, sec, client.Canonical("POST", "/api/v1/data/x", q, ts, nonce, body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return share.Signed{Method: "POST", Path: "/api/v1/data/x", Query: q, Body: body, ClientAddr: "10.1.2.3", AppKey: key, Timestamp: ts,
+		Nonce: nonce, Signature: sig, SignMethod: method, Purpose: "社会救助资格核验"}
+}
+
+func code(t *testing.T, err error, want string) {
+	t.Helper()
+	if ae, ok := apperr.As(err); !ok || ae.Code != want {
+		t.Fatalf("want %s, got %v", want, err)
+	}
+}
+
+func TestSignedRequestsAreCheckedStrictly(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		apps, police, civil, log := setup(t, db)
+		ctx := context.Background()
+		_, _, err := apps.Register(ctx, police, share.AppInput{Name: "户籍核验系统", Purpose: "", Contact: "张三"})
+		code(t, err, "share.app_purpose_required")
+		app, sec, err := apps.Register(ctx, police, share.AppInput{Name: "户籍核验系统", Purpose: "办事核验", Contact: "张三", AllowedAddrs: []string{"10.1.0.0/16"}})
+		if err != nil || sec == "" || app.Key == "" {
+			t.Fatal(err)
+		}
+		var stored string
+		db.QueryRow(ctx, "SELECT secret FROM apps WHERE id = ?", app.ID).Scan(&stored)
+		if stored == sec {
+			t.Fatal("secret stored in plain text")
+		}
+		now := time.Now()
+		apps.SetClock(func() time.Time { return now })
+		body := []byte(`{"id":"11010519491231002X"}`)
+		for i, m := range []string{client.HMACSHA256, client.HMACSM3} {
+			if _, err := apps.Verify(ctx, signed(t, app.Key, sec, m, now, "n"+strconv.Itoa(i), body)); err != nil {
+				t.Fatalf("%s: %v", m, err)
+			}
+		}
+		// Replay, clock skew, tampering, missing purpose, wrong address.
+		_, err = apps.Verify(ctx, signed(t, app.Key, sec, client.HMACSHA256, now, "n0", body))
+		code(t, err, "share.nonce_reused")
+		_, err = apps.Verify(ctx, signed(t, app.Key, sec, client.HMACSHA256, now.Add(-6*time.Minute), "n9", body))
+		code(t, err, "share.timestamp_skew")
+		r := signed(t, app.Key, sec, client.HMACSHA256, now, "n10", body)
+		r.Body = []byte(`{"id":"440524188001010014"}`)
+		_, err = apps.Verify(ctx, r)
+		code(t, err, "share.signature_invalid")
+		r = signed(t, app.Key, sec, client.HMACSHA256, now, "n11", body)
+		r.Query.Set("a", "9")
+		_, err = apps.Verify(ctx, r)
+		code(t, err, "share.signature_invalid")
+		r = signed(t, app.Key, sec, client.HMACSHA256, now, "n12", body)
+		r.Purpose = ""
+		_, err = apps.Verify(ctx, r)
+		code(t, err, "share.purpose_required")
+		r = signed(t, app.Key, sec, client.HMACSHA256, now, "n13", body)
+		r.ClientAddr = "192.0.2.1"
+		_, err = apps.Verify(ctx, r)
+		code(t, err, "share.address_refused")
+		// Rotation retires the old secret; revocation ends the app.
+		if _, _, err := apps.Rotate(ctx, civil, app.ID); !errors.Is(err, apperr.ErrDenied) {
+			t.Fatalf("other department rotates: %v", err)
+		}
+		_, sec2, err := apps.Rotate(ctx, police, app.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = apps.Verify(ctx, signed(t, app.Key, sec, client.HMACSHA256, now, "n14", body))
+		code(t, err, "share.signature_invalid")
+		if _, err := apps.Verify(ctx, signed(t, app.Key, sec2, client.HMACSHA256, now, "n15", body)); err != nil {
+			t.Fatal(err)
+		}
+		if err := apps.Revoke(ctx, police, app.ID); err != nil {
+			t.Fatal(err)
+		}
+		_, err = apps.Verify(ctx, signed(t, app.Key, sec2, client.HMACSHA256, now, "n16", body))
+		code(t, err, "share.app_unknown")
+		evs, _ := log.List(ctx, audit.Filter{Action: "app.auth_failed", Limit: 100})
+		if len(evs) != 8 {
+			t.Fatalf("%d refusals audited, want 8", len(evs))
+		}
+	})
+}
