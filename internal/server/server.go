@@ -26,6 +26,7 @@ import (
 	"govshare/internal/identity"
 	"govshare/internal/search"
 	"govshare/internal/secret"
+	"govshare/internal/share"
 	"govshare/internal/store"
 	"govshare/internal/web"
 )
@@ -56,6 +57,7 @@ type Platform struct {
 	Identity *identity.Service
 	Catalog  *catalog.Service
 	Calendar *calendar.Calendar
+	Apps     *share.Apps
 	Log      *slog.Logger
 	Out      io.Writer
 }
@@ -175,6 +177,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	defer p.Bus.Close()
 	p.Identity = identity.NewService(p.DB, p.Audit, p.Keys, identity.DefaultConfig())
 	p.Calendar = calendar.New(p.DB, p.Audit)
+	p.Apps = share.NewApps(p.DB, p.Audit, p.Keys)
 	p.Catalog = catalog.NewService(p.DB, p.Audit, p.Calendar, CatalogConfig(cfg))
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
@@ -211,7 +214,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 
 	h, err := web.New(web.Deps{
-		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Apps: p.Apps, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),

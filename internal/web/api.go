@@ -1,10 +1,12 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -12,10 +14,12 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"govshare/client"
 	"govshare/internal/apperr"
 	"govshare/internal/audit"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
+	"govshare/internal/share"
 )
 
 // principal is who is calling: a user through a browser session or an API
@@ -23,6 +27,7 @@ import (
 type principal struct {
 	User  identity.User
 	Token *identity.Token
+	App   *share.App
 }
 
 func (p *principal) actor() policy.Actor { return p.User.Actor() }
@@ -62,8 +67,13 @@ func (s *Server) apiRoutes() {
 	s.calendarAPI(api)
 }
 
-// apiAuth resolves the bearer token for every operation.
+// apiAuth resolves the caller of every operation: a user's bearer token,
+// or a department's app by its request signature.
 func (s *Server) apiAuth(ctx huma.Context, next func(huma.Context)) {
+	if ctx.Header(client.HeaderAppKey) != "" && s.Apps != nil {
+		s.appAuth(ctx, next)
+		return
+	}
 	h := ctx.Header("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
@@ -78,6 +88,30 @@ func (s *Server) apiAuth(ctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	next(huma.WithValue(ctx, keyPrincipal, &principal{User: u, Token: &t}))
+}
+
+// appAuth checks a signed app request. The body is read once to hash it
+// and put back for the operation.
+func (s *Server) appAuth(ctx huma.Context, next func(huma.Context)) {
+	r, _ := humago.Unwrap(ctx)
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxImportUpload+1))
+	if err != nil || len(body) > maxImportUpload {
+		s.writeAPIError(ctx, apperr.New(http.StatusRequestEntityTooLarge, "request.too_large", "请求体过大", "the request body is too large"))
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	app, err := s.Apps.Verify(ctx.Context(), share.Signed{
+		Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.Query(), Body: body, ClientAddr: clientAddr(r),
+		AppKey: r.Header.Get(client.HeaderAppKey), Timestamp: r.Header.Get(client.HeaderTimestamp), Nonce: r.Header.Get(client.HeaderNonce),
+		Signature: r.Header.Get(client.HeaderSignature), SignMethod: r.Header.Get(client.HeaderMethod), Purpose: r.Header.Get(client.HeaderPurpose),
+	})
+	if err != nil {
+		s.writeAPIError(ctx, err)
+		return
+	}
+	// An app acts for its department as a consumer would.
+	u := identity.User{Login: "app:" + app.Key, Name: app.Name, DeptID: app.DeptID, Roles: []policy.Role{policy.Consumer}, Status: identity.StatusActive}
+	next(huma.WithValue(ctx, keyPrincipal, &principal{User: u, App: &app}))
 }
 
 func (s *Server) writeAPIError(ctx huma.Context, err error) {

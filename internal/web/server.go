@@ -26,6 +26,7 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/secret"
+	"govshare/internal/share"
 )
 
 // Checker is something readiness depends on (the database, the bus).
@@ -44,6 +45,7 @@ type Deps struct {
 	Identity *identity.Service
 	Catalog  *catalog.Service
 	Calendar *calendar.Calendar
+	Apps     *share.Apps
 	Audit    *audit.Log
 	Keys     *secret.Keys
 	Log      *slog.Logger

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xuri/excelize/v2"
 
+	"govshare/client"
 	"govshare/internal/audit"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
@@ -24,6 +25,7 @@ import (
 	"govshare/internal/policy"
 	"govshare/internal/search"
 	"govshare/internal/secret"
+	"govshare/internal/share"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
 	"govshare/internal/web"
@@ -37,6 +39,7 @@ type env struct {
 	ids    *identity.Service
 	cat    *catalog.Service
 	log    *audit.Log
+	keys   *secret.Keys
 	db     *store.DB
 	city   identity.Department
 	police identity.Department
@@ -68,13 +71,13 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	}
 	t.Cleanup(func() { idx.Close() })
 	cat.UseIndex(idx)
-	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Audit: log, Keys: keys, Version: "test", Ready: ready})
+	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, db: db, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
+	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, keys: keys, db: db, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
 	e.city, err = ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "示范市人民政府", CreditCode: identity.SyntheticCreditCode("350100", 1), RegionCode: "350100"})
 	if err != nil {
 		t.Fatal(err)
@@ -875,6 +878,64 @@ func TestCalendarIsMaintainedByThePlatformAdministrator(t *testing.T) {
 		c.login("dept.admin")
 		if status, _, _ := c.get("/calendar"); status != 403 {
 			t.Fatalf("dept admin opens the calendar: %d", status)
+		}
+	})
+}
+
+func TestSignedAppRequests(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		apps := share.NewApps(db, e.log, e.keys)
+		app, sec, err := apps.Register(context.Background(), e.users[policy.DeptAdmin].Actor(), share.AppInput{Name: "业务系统", Purpose: "核验", Contact: "张三"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		call := func(a client.App, purpose string, replay *http.Request) (*http.Request, int, map[string]any) {
+			req := replay
+			if req == nil {
+				req, _ = http.NewRequest("GET", e.srv.URL+"/api/v1/me?x=1", nil)
+				if err := a.SignRequest(req, purpose); err != nil {
+					t.Fatal(err)
+				}
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var m map[string]any
+			json.NewDecoder(resp.Body).Decode(&m)
+			return req, resp.StatusCode, m
+		}
+		for _, method := range []string{client.HMACSHA256, client.HMACSM3} {
+			_, status, m := call(client.App{Key: app.Key, Secret: sec, Method: method}, "身份核验", nil)
+			if status != 200 || m["login"] != "app:"+app.Key || m["dept_id"] != float64(e.police.ID) {
+				t.Fatalf("%s: %d %v", method, status, m)
+			}
+		}
+		req, status, m := call(client.App{Key: app.Key, Secret: sec}, "身份核验", nil)
+		if status != 200 {
+			t.Fatalf("signed call: %d %v", status, m)
+		}
+		if _, status, m = call(client.App{}, "", req); status != 401 || m["code"] != "share.nonce_reused" {
+			t.Fatalf("replay: %d %v", status, m)
+		}
+		if _, status, m = call(client.App{Key: app.Key, Secret: "wrong"}, "身份核验", nil); status != 401 || m["code"] != "share.signature_invalid" {
+			t.Fatalf("wrong secret: %d %v", status, m)
+		}
+		if _, status, m = call(client.App{Key: app.Key, Secret: sec}, "", nil); status != 400 || m["code"] != "share.purpose_required" {
+			t.Fatalf("no purpose: %d %v", status, m)
+		}
+		// The app acts as a consumer of its department: no administration.
+		req, _ = http.NewRequest("POST", e.srv.URL+"/api/v1/departments", strings.NewReader(`{"name":"x","credit_code":"x","region_code":"350100"}`))
+		req.Header.Set("Content-Type", "application/json")
+		client.App{Key: app.Key, Secret: sec}.SignRequest(req, "测试")
+		if _, status, _ = call(client.App{}, "", req); status != 403 {
+			t.Fatalf("app creates a department: %d", status)
+		}
+		evs, _ := e.log.List(context.Background(), audit.Filter{Action: "app.auth_failed"})
+		if len(evs) != 3 {
+			t.Fatalf("%d app refusals audited", len(evs))
 		}
 	})
 }
