@@ -45,6 +45,7 @@ Usage:
   govshare bench audit [flags]    measure audit append throughput against single-row inserts
   govshare bench search [flags]   measure catalog search latency against a LIKE scan
   govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
+  govshare call [flags] METHOD PATH  send one request signed as an app (secret in GOVSHARE_APP_SECRET)
   govshare totp SECRET            print the current one-time code for a TOTP secret (demo and tests)
   govshare version                print the version
 
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("usage: govshare bench audit|search --db DSN …")
 	case "catalog":
 		return catalogCmd(ctx, rest, stdout, stderr)
+	case "call":
+		return callCmd(ctx, rest, stdout, stderr)
 	case "totp":
 		if len(rest) != 1 {
 			return errors.New("usage: govshare totp SECRET")

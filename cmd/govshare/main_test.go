@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 
+	"govshare/client"
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/store"
@@ -185,5 +189,30 @@ func TestCatalogImportCommandIsAllOrNothing(t *testing.T) {
 	out, _, err = cli(t, "", "catalog", "export", dir+"/out.xlsx", "--data", dir, "--dept", code)
 	if err != nil || !strings.Contains(out, "exported") {
 		t.Fatalf("export: %v %s", err, out)
+	}
+}
+
+func TestCallSignsAsTheApp(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		body, _ := io.ReadAll(r.Body)
+		want, _ := client.Sign(client.HMACSM3, "s3cret", client.Canonical(r.Method, r.URL.EscapedPath(), r.URL.Query(),
+			r.Header.Get(client.HeaderTimestamp), r.Header.Get(client.HeaderNonce), body))
+		if r.Header.Get(client.HeaderSignature) != want {
+			w.WriteHeader(401)
+			return
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	t.Setenv("GOVSHARE_APP_SECRET", "s3cret")
+	out, _, err := cli(t, "", "call", "--url", srv.URL, "--app-key", "app_x", "--sign-method", "HMAC-SM3", "--purpose", "核验", "--data", `{"a":1}`, "POST", "/api/v1/x?b=2&a=1")
+	if err != nil || !strings.Contains(out, `"ok":true`) || got.Get(client.HeaderPurpose) != "核验" {
+		t.Fatalf("call: %v %q %v", err, out, got)
+	}
+	t.Setenv("GOVSHARE_APP_SECRET", "")
+	if _, _, err := cli(t, "", "call", "--url", srv.URL, "--app-key", "app_x", "GET", "/x"); err == nil || !strings.Contains(err.Error(), "GOVSHARE_APP_SECRET") {
+		t.Fatalf("no secret: %v", err)
 	}
 }
