@@ -52,7 +52,9 @@ func (s *Server) apiRoutes() {
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "API令牌 / API token (gst_…)"},
 	}
-	cfg.Security = []map[string][]string{{"bearer": {}}}
+	cfg.Components.SecuritySchemes["app"] = &huma.SecurityScheme{Type: "apiKey", In: "header", Name: client.HeaderAppKey,
+		Description: "接入应用签名：X-App-Key、X-Timestamp、X-Nonce、X-Sign-Method、X-Signature、X-Purpose，见 /api/docs#signature / app signature, see /api/docs#signature"}
+	cfg.Security = []map[string][]string{{"bearer": {}}, {"app": {}}}
 	// No $schema links in bodies: clients get plain documents.
 	cfg.CreateHooks = nil
 	api := humago.New(s.mux, cfg)

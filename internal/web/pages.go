@@ -58,6 +58,7 @@ func (s *Server) pageRoutes() {
 	s.catalogRoutes()
 	s.importRoutes()
 	s.calendarRoutes()
+	s.appRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"govshare/client"
 	"govshare/internal/apperr"
 	"govshare/internal/audit"
 	"govshare/internal/identity"
@@ -133,6 +134,7 @@ type docsData struct {
 	Title, Version, Description string
 	Tags                        []docTag
 	Errors                      []docField
+	Signature                   sigExample
 }
 
 // apiDocsPage renders the OpenAPI document as a readable reference, with
@@ -246,9 +248,26 @@ func (s *Server) apiDocsPage(w http.ResponseWriter, r *http.Request) {
 	if sess, usr, err := s.Identity.Authenticate(r.Context(), cookie(r, sessionCookie)); err == nil && sess.Stage(usr) == identity.StageReady {
 		u = &current{user: usr, sess: sess}
 	}
+	data.Signature = signatureExample()
 	p := &page{Title: T(langOf(r), "docs.title"), Active: "/api/docs", Data: data}
 	if u != nil {
 		p.User = &u.user
 	}
 	s.render(w, r, http.StatusOK, "apidocs", p)
+}
+
+// sigExample is a worked signature, computed by the same code the server
+// checks with, so the reference can never drift from the implementation.
+type sigExample struct {
+	Secret, Method, Path, Query, Timestamp, Nonce, Body, Canonical, SHA256, SM3 string
+}
+
+func signatureExample() sigExample {
+	ex := sigExample{Secret: "example-secret-do-not-use", Method: "POST", Path: "/api/v1/verify/101/000001",
+		Query: "dry_run=1&b=2&a=1", Timestamp: "1763700000", Nonce: "5f2c9e0a7b1d4c36", Body: `{"name":"张三","citizen_id":"11010519491231002X"}`}
+	q, _ := url.ParseQuery(ex.Query)
+	ex.Canonical = client.Canonical(ex.Method, ex.Path, q, ex.Timestamp, ex.Nonce, []byte(ex.Body))
+	ex.SHA256, _ = client.Sign(client.HMACSHA256, ex.Secret, ex.Canonical)
+	ex.SM3, _ = client.Sign(client.HMACSM3, ex.Secret, ex.Canonical)
+	return ex
 }

@@ -92,7 +92,7 @@ func nav(u *identity.User) []navGroup {
 		groups = append(groups, navGroup{Title: "nav.group.sys", Items: sys})
 	}
 	groups = append(groups,
-		navGroup{Title: "nav.group.dev", Items: []navItem{{"nav.tokens", "/tokens"}, {"nav.apidocs", "/api/docs"}}},
+		navGroup{Title: "nav.group.dev", Items: devItems(a)},
 		navGroup{Title: "nav.group.me", Items: []navItem{{"nav.account", "/account"}}})
 	return groups
 }
@@ -258,4 +258,12 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, u *identity.U
 		ae = apperr.New(http.StatusInternalServerError, "internal", T(ZH, "err.500"), T(EN, "err.500"))
 	}
 	s.render(w, r, ae.Status, "error", &page{Title: T(langOf(r), "err.title"), User: u, Err: ae, ErrorPage: true})
+}
+
+func devItems(a policy.Actor) []navItem {
+	items := []navItem{{"nav.tokens", "/tokens"}}
+	if policy.Allowed(a, policy.AppManage, policy.Target{DeptID: a.DeptID}) {
+		items = append(items, navItem{"nav.apps", "/apps"})
+	}
+	return append(items, navItem{"nav.apidocs", "/api/docs"})
 }

@@ -939,3 +939,27 @@ func TestSignedAppRequests(t *testing.T) {
 		}
 	})
 }
+
+func TestAppsPage(t *testing.T) {
+	e := newEnv(t, storetest.OpenSQLite(t), nil)
+	b := e.browser()
+	b.login("dept.admin")
+	status, page, _ := b.post("/apps", url.Values{"name": {"社救系统"}, "purpose": {""}, "contact": {"李四"}, "_csrf": {b.csrf("/apps")}})
+	if status != 422 || !strings.Contains(page, "share.app_purpose_required") {
+		t.Fatalf("missing purpose: %d", status)
+	}
+	status, page, _ = b.post("/apps", url.Values{"name": {"社救系统"}, "purpose": {"救助核验"}, "contact": {"李四"}, "allowed_addrs": {"10.1.0.0/16"}, "_csrf": {b.csrf("/apps")}})
+	m := regexp.MustCompile(`id="token-value">([a-z2-7]+)<`).FindStringSubmatch(page)
+	if status != 201 || m == nil {
+		t.Fatalf("register: %d", status)
+	}
+	_, list, _ := b.get("/apps")
+	if strings.Contains(list, m[1]) {
+		t.Fatal("secret shown again")
+	}
+	c := e.browser()
+	c.login("consumer")
+	if status, _, _ := c.get("/apps"); status != 403 {
+		t.Fatalf("consumer opens apps: %d", status)
+	}
+}
