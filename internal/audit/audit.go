@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/emmansun/gmsm/sm3"
+
+	"govshare/internal/policy"
 )
 
 // Results of an audited action.
@@ -176,4 +178,21 @@ func WithRequest(ctx context.Context, r Request) context.Context {
 func RequestFrom(ctx context.Context) Request {
 	r, _ := ctx.Value(requestKey{}).(Request)
 	return r
+}
+
+// By builds an event for an action by actor: a user, a department's app,
+// or the system (command line, demo) when there is no user.
+func By(actor policy.Actor, action, objType, objID, result string, details map[string]any) Event {
+	e := Event{ActorType: ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login, DeptID: actor.DeptID,
+		Action: action, ObjectType: objType, ObjectID: objID, Result: result, Details: Details(details)}
+	switch {
+	case actor.App != "":
+		e.ActorType, e.ActorID = ActorApp, actor.App
+	case actor.UserID == 0:
+		e.ActorType, e.ActorID = ActorSystem, ""
+		if e.ActorName == "" {
+			e.ActorName = "system"
+		}
+	}
+	return e
 }

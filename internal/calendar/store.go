@@ -262,14 +262,12 @@ func (c *Calendar) Days(ctx context.Context, year int) ([]Day, error) {
 
 func (c *Calendar) authorize(ctx context.Context, actor policy.Actor, obj string) error {
 	if err := policy.Check(actor, policy.CalendarManage, policy.Target{}); err != nil {
-		_ = c.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
-			DeptID: actor.DeptID, Action: string(policy.CalendarManage), ObjectType: "calendar", ObjectID: obj, Result: audit.ResultDenied})
+		_ = c.audit.Append(ctx, audit.By(actor, string(policy.CalendarManage), "calendar", obj, audit.ResultDenied, nil))
 		return err
 	}
 	return nil
 }
 
 func (c *Calendar) record(ctx context.Context, actor policy.Actor, action, obj string, details map[string]any) error {
-	return c.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
-		DeptID: actor.DeptID, Action: action, ObjectType: "calendar", ObjectID: obj, Result: audit.ResultOK, Details: audit.Details(details)})
+	return c.audit.Append(ctx, audit.By(actor, action, "calendar", obj, audit.ResultOK, details))
 }

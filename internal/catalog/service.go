@@ -142,14 +142,12 @@ var (
 )
 
 func (s *Service) record(ctx context.Context, actor policy.Actor, action, objType, objID string, details map[string]any) error {
-	return s.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
-		DeptID: actor.DeptID, Action: action, ObjectType: objType, ObjectID: objID, Result: audit.ResultOK, Details: audit.Details(details)})
+	return s.audit.Append(ctx, audit.By(actor, action, objType, objID, audit.ResultOK, details))
 }
 
 func (s *Service) authorize(ctx context.Context, actor policy.Actor, act policy.Action, dept int64, objType, objID string) error {
 	if err := policy.Check(actor, act, policy.Target{DeptID: dept}); err != nil {
-		_ = s.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
-			DeptID: actor.DeptID, Action: string(act), ObjectType: objType, ObjectID: objID, Result: audit.ResultDenied})
+		_ = s.audit.Append(ctx, audit.By(actor, string(act), objType, objID, audit.ResultDenied, nil))
 		return err
 	}
 	return nil

@@ -166,18 +166,7 @@ var (
 
 // record writes an audit event for an action by actor.
 func (s *Service) record(ctx context.Context, actor policy.Actor, action, objType, objID, result string, details map[string]any) error {
-	name := actor.Login
-	typ := audit.ActorUser
-	if actor.UserID == 0 {
-		typ = audit.ActorSystem
-		if name == "" {
-			name = "system"
-		}
-	}
-	return s.audit.Append(ctx, audit.Event{
-		ActorType: typ, ActorID: idString(actor.UserID), ActorName: name, DeptID: actor.DeptID,
-		Action: action, ObjectType: objType, ObjectID: objID, Result: result, Details: audit.Details(details),
-	})
+	return s.audit.Append(ctx, audit.By(actor, action, objType, objID, result, details))
 }
 
 // authorize checks the policy and records a denial.

@@ -47,6 +47,8 @@ type Actor struct {
 	Login  string
 	DeptID int64
 	Roles  []Role
+	// App is the app key when a department's app is acting (接入应用).
+	App string
 }
 
 // Has reports whether the actor holds r.

@@ -128,16 +128,14 @@ func (in *AppInput) validate() error {
 
 func (s *Apps) authorize(ctx context.Context, actor policy.Actor, dept int64, obj string) error {
 	if err := policy.Check(actor, policy.AppManage, policy.Target{DeptID: dept}); err != nil {
-		_ = s.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
-			DeptID: actor.DeptID, Action: string(policy.AppManage), ObjectType: "app", ObjectID: obj, Result: audit.ResultDenied})
+		_ = s.audit.Append(ctx, audit.By(actor, string(policy.AppManage), "app", obj, audit.ResultDenied, nil))
 		return err
 	}
 	return nil
 }
 
 func (s *Apps) record(ctx context.Context, actor policy.Actor, action string, app App, details map[string]any) error {
-	return s.audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login,
-		DeptID: actor.DeptID, Action: action, ObjectType: "app", ObjectID: app.Key, Result: audit.ResultOK, Details: audit.Details(details)})
+	return s.audit.Append(ctx, audit.By(actor, action, "app", app.Key, audit.ResultOK, details))
 }
 
 // Register creates an app for the actor's department and returns it with

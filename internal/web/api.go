@@ -30,7 +30,13 @@ type principal struct {
 	App   *share.App
 }
 
-func (p *principal) actor() policy.Actor { return p.User.Actor() }
+func (p *principal) actor() policy.Actor {
+	a := p.User.Actor()
+	if p.App != nil {
+		a.App = p.App.Key
+	}
+	return a
+}
 
 func principalFrom(ctx context.Context) *principal {
 	p, _ := ctx.Value(keyPrincipal).(*principal)
@@ -370,14 +376,13 @@ func (q auditQuery) filter() (audit.Filter, error) {
 
 // authorizeAudit checks an audit permission and records both outcomes: who
 // reads the audit log is itself audited.
-func (s *Server) authorizeAudit(ctx context.Context, u identity.User, act policy.Action, details map[string]any) error {
+func (s *Server) authorizeAudit(ctx context.Context, a policy.Actor, act policy.Action, details map[string]any) error {
 	result := audit.ResultOK
-	err := policy.Check(u.Actor(), act, policy.Target{})
+	err := policy.Check(a, act, policy.Target{})
 	if err != nil {
 		result = audit.ResultDenied
 	}
-	if aerr := s.Audit.Append(ctx, audit.Event{ActorType: audit.ActorUser, ActorID: itoa(u.ID), ActorName: u.Login, DeptID: u.DeptID,
-		Action: string(act), ObjectType: "audit_log", Result: result, Details: audit.Details(details)}); aerr != nil {
+	if aerr := s.Audit.Append(ctx, audit.By(a, string(act), "audit_log", "", result, details)); aerr != nil {
 		return aerr
 	}
 	return err
@@ -390,7 +395,7 @@ func (s *Server) auditAPI(api huma.API) {
 			if err != nil {
 				return nil, s.fail(ctx, err)
 			}
-			if err := s.authorizeAudit(ctx, principalFrom(ctx).User, policy.AuditRead, nil); err != nil {
+			if err := s.authorizeAudit(ctx, principalFrom(ctx).actor(), policy.AuditRead, nil); err != nil {
 				return nil, s.fail(ctx, err)
 			}
 			evs, err := s.Audit.List(ctx, f)
@@ -410,7 +415,7 @@ func (s *Server) auditAPI(api huma.API) {
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
-		if err := s.authorizeAudit(ctx, principalFrom(ctx).User, policy.AuditExport, map[string]any{"filter": in}); err != nil {
+		if err := s.authorizeAudit(ctx, principalFrom(ctx).actor(), policy.AuditExport, map[string]any{"filter": in}); err != nil {
 			return nil, s.fail(ctx, err)
 		}
 		f.Limit = 0
@@ -425,7 +430,7 @@ func (s *Server) auditAPI(api huma.API) {
 
 	huma.Register(api, op("verify-audit-chain", http.MethodPost, "/api/v1/audit/verify", "审计 Audit", "校验审计日志哈希链 / verify the audit hash chain (auditors)"),
 		func(ctx context.Context, _ *struct{}) (*struct{ Body audit.Report }, error) {
-			if err := s.authorizeAudit(ctx, principalFrom(ctx).User, policy.AuditVerify, nil); err != nil {
+			if err := s.authorizeAudit(ctx, principalFrom(ctx).actor(), policy.AuditVerify, nil); err != nil {
 				return nil, s.fail(ctx, err)
 			}
 			rep, err := s.Audit.Verify(ctx, nil)

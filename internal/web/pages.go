@@ -329,9 +329,7 @@ func (s *Server) renderDepts(w http.ResponseWriter, r *http.Request, c *current,
 
 // denied records and shows a refusal of a page the policy does not allow.
 func (s *Server) denied(w http.ResponseWriter, r *http.Request, c *current, act policy.Action, object string) {
-	_ = s.Audit.Append(r.Context(), audit.Event{ActorType: audit.ActorUser, ActorID: itoa(c.user.ID), ActorName: c.user.Login,
-		DeptID: c.user.DeptID, Action: string(act), ObjectType: object, Result: audit.ResultDenied,
-		Details: audit.Details(map[string]any{"path": r.URL.Path})})
+	_ = s.Audit.Append(r.Context(), audit.By(c.user.Actor(), string(act), object, "", audit.ResultDenied, map[string]any{"path": r.URL.Path}))
 	s.errorPage(w, r, &c.user, apperr.ErrDenied)
 }
 

@@ -41,7 +41,7 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request, c *current) {
 func (s *Server) renderAudit(w http.ResponseWriter, r *http.Request, c *current, status int, verify string, broken bool) {
 	v := r.URL.Query()
 	q := auditQueryFrom(v)
-	if err := s.authorizeAudit(r.Context(), c.user, policy.AuditRead, nil); err != nil {
+	if err := s.authorizeAudit(r.Context(), c.user.Actor(), policy.AuditRead, nil); err != nil {
 		s.errorPage(w, r, &c.user, err)
 		return
 	}
@@ -77,7 +77,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, c *current)
 		s.errorPage(w, r, &c.user, err)
 		return
 	}
-	if err := s.authorizeAudit(r.Context(), c.user, policy.AuditExport, map[string]any{"filter": q}); err != nil {
+	if err := s.authorizeAudit(r.Context(), c.user.Actor(), policy.AuditExport, map[string]any{"filter": q}); err != nil {
 		s.errorPage(w, r, &c.user, err)
 		return
 	}
@@ -90,7 +90,7 @@ func (s *Server) auditExport(w http.ResponseWriter, r *http.Request, c *current)
 }
 
 func (s *Server) auditVerify(w http.ResponseWriter, r *http.Request, c *current) {
-	if err := s.authorizeAudit(r.Context(), c.user, policy.AuditVerify, nil); err != nil {
+	if err := s.authorizeAudit(r.Context(), c.user.Actor(), policy.AuditVerify, nil); err != nil {
 		s.errorPage(w, r, &c.user, err)
 		return
 	}

@@ -937,6 +937,11 @@ func TestSignedAppRequests(t *testing.T) {
 		if len(evs) != 3 {
 			t.Fatalf("%d app refusals audited", len(evs))
 		}
+		// What the app did is recorded as the app, with its purpose.
+		evs, _ = e.log.List(context.Background(), audit.Filter{Action: "dept.create", Result: audit.ResultDenied})
+		if len(evs) != 1 || evs[0].ActorType != audit.ActorApp || evs[0].ActorID != app.Key || evs[0].Purpose != "测试" {
+			t.Fatalf("app action audited as %+v", evs)
+		}
 	})
 }
 
