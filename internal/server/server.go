@@ -28,6 +28,7 @@ import (
 	"govshare/internal/secret"
 	"govshare/internal/share"
 	"govshare/internal/store"
+	"govshare/internal/todo"
 	"govshare/internal/web"
 )
 
@@ -214,7 +215,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 
 	h, err := web.New(web.Deps{
-		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Apps: p.Apps, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Apps: p.Apps, Todos: todo.New(p.Catalog), Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),

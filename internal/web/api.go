@@ -73,6 +73,7 @@ func (s *Server) apiRoutes() {
 	s.importAPI(api)
 	s.searchAPI(api)
 	s.calendarAPI(api)
+	s.todoAPI(api)
 }
 
 // apiAuth resolves the caller of every operation: a user's bearer token,

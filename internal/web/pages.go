@@ -59,6 +59,7 @@ func (s *Server) pageRoutes() {
 	s.importRoutes()
 	s.calendarRoutes()
 	s.appRoutes()
+	s.todoRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -59,6 +59,7 @@ type navGroup struct {
 
 type navItem struct {
 	Key, Href string
+	Count     int
 }
 
 // nav builds the navigation from what the user's roles allow, so nobody
@@ -70,30 +71,30 @@ func nav(u *identity.User) []navGroup {
 	a := u.Actor()
 	var sys []navItem
 	if policy.Any(a, policy.DeptCreate) {
-		sys = append(sys, navItem{"nav.depts", "/departments"})
+		sys = append(sys, navItem{Key: "nav.depts", Href: "/departments"})
 	}
 	if policy.Any(a, policy.UserView) {
-		sys = append(sys, navItem{"nav.users", "/users"})
+		sys = append(sys, navItem{Key: "nav.users", Href: "/users"})
 	}
 	if policy.Any(a, policy.CalendarManage) {
-		sys = append(sys, navItem{"nav.calendar", "/calendar"})
+		sys = append(sys, navItem{Key: "nav.calendar", Href: "/calendar"})
 	}
 	if policy.Any(a, policy.AuditRead) {
-		sys = append(sys, navItem{"nav.audit", "/audit"})
+		sys = append(sys, navItem{Key: "nav.audit", Href: "/audit"})
 	}
-	groups := []navGroup{{Title: "", Items: []navItem{{"nav.home", "/home"}}}}
-	cat := []navItem{{"nav.catalog", "/catalog"}}
+	groups := []navGroup{{Title: "", Items: []navItem{{Key: "nav.home", Href: "/home"}}}}
+	cat := []navItem{{Key: "nav.catalog", Href: "/catalog"}}
 	if policy.Any(a, policy.CatalogViewDraft) {
-		cat = append(cat, navItem{"nav.catalog.manage", "/catalog/manage"})
+		cat = append(cat, navItem{Key: "nav.catalog.manage", Href: "/catalog/manage"})
 	}
-	cat = append(cat, navItem{"nav.demands", "/demands"}, navItem{"nav.classes", "/classifications"})
+	cat = append(cat, navItem{Key: "nav.demands", Href: "/demands"}, navItem{Key: "nav.classes", Href: "/classifications"})
 	groups = append(groups, navGroup{Title: "nav.group.catalog", Items: cat})
 	if len(sys) > 0 {
 		groups = append(groups, navGroup{Title: "nav.group.sys", Items: sys})
 	}
 	groups = append(groups,
 		navGroup{Title: "nav.group.dev", Items: devItems(a)},
-		navGroup{Title: "nav.group.me", Items: []navItem{{"nav.account", "/account"}}})
+		navGroup{Title: "nav.group.me", Items: []navItem{{Key: "nav.account", Href: "/account"}}})
 	return groups
 }
 
@@ -218,6 +219,11 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	p.Version = s.Version
 	if p.User != nil && p.Nav == nil {
 		p.Nav = nav(p.User)
+		if s.Todos != nil {
+			if items, err := s.Todos.List(r.Context(), p.User.Actor()); err == nil {
+				p.Nav[0].Items = append(p.Nav[0].Items, navItem{Key: "nav.todos", Href: "/todos", Count: len(items)})
+			}
+		}
 	}
 	if p.CSRF == "" {
 		p.CSRF = s.csrfToken(w, r)
@@ -261,9 +267,9 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, u *identity.U
 }
 
 func devItems(a policy.Actor) []navItem {
-	items := []navItem{{"nav.tokens", "/tokens"}}
+	items := []navItem{{Key: "nav.tokens", Href: "/tokens"}}
 	if policy.Allowed(a, policy.AppManage, policy.Target{DeptID: a.DeptID}) {
-		items = append(items, navItem{"nav.apps", "/apps"})
+		items = append(items, navItem{Key: "nav.apps", Href: "/apps"})
 	}
-	return append(items, navItem{"nav.apidocs", "/api/docs"})
+	return append(items, navItem{Key: "nav.apidocs", Href: "/api/docs"})
 }

@@ -27,6 +27,7 @@ import (
 	"govshare/internal/identity"
 	"govshare/internal/secret"
 	"govshare/internal/share"
+	"govshare/internal/todo"
 )
 
 // Checker is something readiness depends on (the database, the bus).
@@ -46,6 +47,7 @@ type Deps struct {
 	Catalog  *catalog.Service
 	Calendar *calendar.Calendar
 	Apps     *share.Apps
+	Todos    *todo.Inbox
 	Audit    *audit.Log
 	Keys     *secret.Keys
 	Log      *slog.Logger

@@ -28,6 +28,7 @@ import (
 	"govshare/internal/share"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
+	"govshare/internal/todo"
 	"govshare/internal/web"
 )
 
@@ -71,7 +72,7 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	}
 	t.Cleanup(func() { idx.Close() })
 	cat.UseIndex(idx)
-	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Audit: log, Keys: keys, Version: "test", Ready: ready})
+	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Todos: todo.New(cat), Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,7 +649,18 @@ func TestCatalogPagesWalkTheWorkflow(t *testing.T) {
 		if !strings.Contains(queue, "婚姻登记信息") {
 			t.Fatal("submitted entry not in the review queue")
 		}
+		// The review waits in the administrator's to-do inbox, counted in the navigation.
+		_, todos, _ := pa.get("/todos")
+		if !strings.Contains(todos, `data-kind="catalog.review"`) || !strings.Contains(todos, "婚姻登记信息") || !strings.Contains(todos, `id="todo-count">1<`) {
+			t.Fatal("review not in the administrator's to-dos")
+		}
 		step(pa, "return", url.Values{"field": {"abstract"}, "reason": {"请补充数据范围"}})
+		if _, todos, _ = da.get("/todos"); !strings.Contains(todos, `data-kind="catalog.fix"`) {
+			t.Fatal("returned entry not in the provider's to-dos")
+		}
+		if _, todos, _ = pa.get("/todos"); strings.Contains(todos, `data-kind="catalog.review"`) {
+			t.Fatal("returned entry still waits on the administrator")
+		}
 		_, page, _ := da.get("/catalog/" + entry)
 		if !strings.Contains(page, "请补充数据范围") {
 			t.Fatal("return reason not shown to the provider")
