@@ -343,8 +343,8 @@ func deptInput(r *http.Request) identity.DepartmentInput {
 func (s *Server) deptCreate(w http.ResponseWriter, r *http.Request, c *current) {
 	_, err := s.Identity.CreateDepartment(r.Context(), c.user.Actor(), deptInput(r))
 	if err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}

@@ -45,8 +45,8 @@ func (s *Server) appRegister(w http.ResponseWriter, r *http.Request, c *current)
 	app, sec, err := s.Apps.Register(r.Context(), c.user.Actor(), share.AppInput{Name: r.PostFormValue("name"), Purpose: r.PostFormValue("purpose"),
 		Contact: r.PostFormValue("contact"), AllowedAddrs: strings.Split(r.PostFormValue("allowed_addrs"), ",")})
 	if err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}

@@ -54,8 +54,8 @@ func (s *Server) renderCalendar(w http.ResponseWriter, r *http.Request, c *curre
 
 func (s *Server) afterCalendar(w http.ResponseWriter, r *http.Request, c *current, err error) {
 	if err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}

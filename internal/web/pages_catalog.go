@@ -286,8 +286,8 @@ func (s *Server) entryCreate(w http.ResponseWriter, r *http.Request, c *current)
 	content := contentFromForm(r)
 	e, err := s.Catalog.CreateEntry(r.Context(), c.user.Actor(), content)
 	if err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}
@@ -329,8 +329,8 @@ func (s *Server) entryUpdate(w http.ResponseWriter, r *http.Request, c *current)
 	}
 	content := contentFromForm(r)
 	if _, err := s.Catalog.UpdateDraft(r.Context(), c.user.Actor(), e.ID, content); err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}
@@ -554,8 +554,8 @@ func (s *Server) renderClasses(w http.ResponseWriter, r *http.Request, c *curren
 func (s *Server) classificationSave(w http.ResponseWriter, r *http.Request, c *current) {
 	_, err := s.Catalog.SaveClassification(r.Context(), c.user.Actor(), catalog.Classification{Code: r.PostFormValue("code"), Name: r.PostFormValue("name")})
 	if err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}
@@ -648,8 +648,8 @@ func (s *Server) classificationImport(w http.ResponseWriter, r *http.Request, c 
 		}
 	}
 	if err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}

@@ -128,8 +128,8 @@ func (s *Server) importUpload(w http.ResponseWriter, r *http.Request, c *current
 		return
 	}
 	if err != nil {
-		ae, ok := apperr.As(err)
-		if !ok || ae.Status == http.StatusForbidden {
+		ae, ok := fixable(err)
+		if !ok {
 			s.errorPage(w, r, &c.user, err)
 			return
 		}

@@ -273,3 +273,13 @@ func devItems(a policy.Actor) []navItem {
 	}
 	return append(items, navItem{Key: "nav.apidocs", Href: "/api/docs"})
 }
+
+// fixable returns err as an error the user can fix on the form they sent;
+// anything else (a refusal, a failure of ours) is shown as an error page.
+func fixable(err error) (*apperr.Error, bool) {
+	ae, ok := apperr.As(err)
+	if !ok || ae.Status == http.StatusForbidden {
+		return nil, false
+	}
+	return ae, true
+}
