@@ -3,6 +3,7 @@ package calendar_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -109,6 +110,41 @@ func TestImportIsAllOrNothingAndAdministratorsOnly(t *testing.T) {
 		evs, _ := log.List(ctx, audit.Filter{Action: "calendar.", Result: audit.ResultDenied})
 		if len(evs) != 1 {
 			t.Fatal("denial not audited")
+		}
+	})
+}
+
+// TestNationalDay2025 uses the State Council's 2025 arrangement: ten
+// working days from Friday 26 September skip the National Day and
+// Mid-Autumn holiday (1–8 October) and count the adjusted working days
+// Sunday 28 September and Saturday 11 October, ending on 16 October.
+func TestNationalDay2025(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		c, _ := cal(t, db)
+		f, err := os.Open("testdata/2025.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		y, err := calendar.ParseYear(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ImportYear(context.Background(), admin, y, "2025.json"); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.AddWorkingDays(day("2025-09-26 09:30"), 10)
+		if err != nil || got.In(calendar.CST).Format("2006-01-02") != "2025-10-16" {
+			t.Fatalf("10 working days from 2025-09-26: %v %v, want 2025-10-16", got.In(calendar.CST), err)
+		}
+		// Counting through the holiday without the adjusted days would
+		// give 10-20; without the holiday, 10-10.
+		if got, _ := c.AddWorkingDays(day("2025-09-26 09:30"), 1); got.In(calendar.CST).Format("2006-01-02") != "2025-09-28" {
+			t.Fatalf("the first working day after 2025-09-26 is Sunday 09-28, got %v", got.In(calendar.CST))
+		}
+		// 2026 is not loaded here: a deadline running into it is an error.
+		if _, err := c.AddWorkingDays(day("2025-12-24 09:30"), 10); !errors.Is(err, calendar.ErrYearMissing) || !strings.Contains(err.Error(), "2026") {
+			t.Fatalf("deadline into 2026 without a calendar: %v", err)
 		}
 	})
 }

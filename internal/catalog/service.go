@@ -515,3 +515,25 @@ func (s *Service) Entries(ctx context.Context, actor policy.Actor, f Filter) ([]
 	}
 	return out, rows.Err()
 }
+
+// Published returns a published entry with the content of its latest
+// published version, for sharing: what a consumer may apply for is what
+// was published, not the working copy. Retired and never-published
+// entries are not found.
+func (s *Service) Published(ctx context.Context, id int64) (Entry, Content, error) {
+	e, err := s.scanEntry(s.db.QueryRow(ctx, "SELECT "+entryCols+" FROM entries WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && (e.PublishedVersion == 0 || e.State == Retired)) {
+		return Entry{}, Content{}, apperr.ErrNotFound
+	} else if err != nil {
+		return Entry{}, Content{}, err
+	}
+	var raw string
+	if err := s.db.QueryRow(ctx, "SELECT content FROM entry_versions WHERE entry_id = ? AND version = ?", id, e.PublishedVersion).Scan(&raw); err != nil {
+		return Entry{}, Content{}, err
+	}
+	var c Content
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		return Entry{}, Content{}, err
+	}
+	return e, c, nil
+}

@@ -89,6 +89,13 @@ const (
 	ClassificationManage Action = "catalog.classification" // edit the classification tree
 	CalendarManage       Action = "calendar.manage"        // maintain the working-day calendar
 	AppManage            Action = "app.manage"             // register, rotate and revoke the department\'s apps
+	WebhookManage        Action = "webhook.manage"         // register, disable and rotate the department's webhooks; read their delivery log
+
+	ShareApply      Action = "share.apply"      // apply, subscribe, withdraw and escalate for the own department
+	ShareView       Action = "share.view"       // see the department's applications and grants
+	ShareDecide     Action = "share.decide"     // accept, approve or reject applications to the own department; provide after a ruling
+	ShareCoordinate Action = "share.coordinate" // coordinate escalated applications and rule; answer negotiations
+	GrantRevoke     Action = "grant.revoke"     // revoke a grant the department gave
 )
 
 // Target is what the action applies to.
@@ -133,6 +140,13 @@ var rules = map[Action]map[Role]scope{
 	ClassificationManage: {PlatformAdmin: all},
 	CalendarManage:       {PlatformAdmin: all},
 	AppManage:            {DeptAdmin: ownDept},
+	WebhookManage:        {DeptAdmin: ownDept, PlatformAdmin: all},
+
+	ShareApply:      {DeptAdmin: ownDept, Consumer: ownDept},
+	ShareView:       {PlatformAdmin: all, DeptAdmin: ownDept, DeptReviewer: ownDept, Consumer: ownDept},
+	ShareDecide:     {DeptAdmin: ownDept, DeptReviewer: ownDept},
+	ShareCoordinate: {PlatformAdmin: all},
+	GrantRevoke:     {PlatformAdmin: all, DeptAdmin: ownDept},
 }
 
 // Allowed reports whether actor may do act on t.

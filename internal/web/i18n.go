@@ -173,11 +173,18 @@ var messages = map[string][2]string{
 	"docs.openapi":        {"OpenAPI 3.1 文档", "OpenAPI 3.1 document"},
 }
 
+// messageTables are searched in order; each area's file adds its own
+// table in an init function.
+var messageTables = []map[string][2]string{messages, catalogMessages}
+
 // T looks up a UI string.
 func T(lang Lang, key string) string {
-	m, ok := messages[key]
-	if !ok {
-		m, ok = catalogMessages[key]
+	var m [2]string
+	ok := false
+	for _, table := range messageTables {
+		if m, ok = table[key]; ok {
+			break
+		}
 	}
 	if !ok {
 		if rest, isCat := strings.CutPrefix(key, "cat."); isCat {
