@@ -38,12 +38,14 @@ type Config struct {
 	CodeSeparator string `toml:"catalog_code_separator" env:"GOVSHARE_CATALOG_CODE_SEPARATOR" help:"separator between classification code and sequence"`
 	CodeWidth     string `toml:"catalog_code_width" env:"GOVSHARE_CATALOG_CODE_WIDTH" help:"digits of the resource code sequence"`
 	ChangeDays    string `toml:"change_deadline_days" env:"GOVSHARE_CHANGE_DEADLINE_DAYS" help:"working days to reflect a change of law or functions in the catalog"`
+	AnswerDays    string `toml:"share_answer_days" env:"GOVSHARE_SHARE_ANSWER_DAYS" help:"working days a provider has to answer a share application"`
+	ProvideDays   string `toml:"share_provide_days" env:"GOVSHARE_SHARE_PROVIDE_DAYS" help:"working days a provider has to provide after a ruling to share"`
 }
 
 // Defaults returns the embedded-default configuration.
 func Defaults() Config {
 	return Config{Addr: "127.0.0.1:8080", Data: "./data", AuditHash: "sm3", AuditRetain: "5y", LogLevel: "info",
-		NetworkZone: "internal", CodeSeparator: "/", CodeWidth: "6", ChangeDays: "15"}
+		NetworkZone: "internal", CodeSeparator: "/", CodeWidth: "6", ChangeDays: "15", AnswerDays: "10", ProvideDays: "5"}
 }
 
 // Loaded is a configuration with the source of each value.
@@ -169,6 +171,11 @@ func (c *Config) Validate() error {
 	}
 	if d, err := strconv.Atoi(c.ChangeDays); err != nil || d < 1 || d > 60 {
 		return fmt.Errorf("change_deadline_days must be a number from 1 to 60, got %q", c.ChangeDays)
+	}
+	for _, d := range []struct{ key, v string }{{"share_answer_days", c.AnswerDays}, {"share_provide_days", c.ProvideDays}} {
+		if n, err := strconv.Atoi(d.v); err != nil || n < 1 || n > 60 {
+			return fmt.Errorf("%s must be a number from 1 to 60, got %q", d.key, d.v)
+		}
 	}
 	if c.NATS != "" && !strings.HasPrefix(c.NATS, "nats://") && !strings.HasPrefix(c.NATS, "tls://") {
 		return fmt.Errorf("nats must be empty (embedded) or a nats:// URL, got %q", c.NATS)

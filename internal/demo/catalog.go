@@ -124,20 +124,20 @@ func (d demoEntry) content() catalog.Content {
 // loadCatalog registers and publishes the demo catalog through the normal
 // workflow, as each department's data administrator and the platform
 // administrator would.
-func loadCatalog(ctx context.Context, ids *identity.Service, cat *catalog.Service) (int, error) {
+func loadCatalog(ctx context.Context, ids *identity.Service, cat *catalog.Service) (map[string]int64, error) {
 	admin, err := ids.UserByLogin(ctx, "admin")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	n := 0
+	n := map[string]int64{}
 	for _, d := range demoCatalog {
 		da, err := ids.UserByLogin(ctx, d.dept+".admin")
 		if err != nil {
-			return n, err
+			return nil, err
 		}
 		e, err := cat.CreateEntry(ctx, da.Actor(), d.content())
 		if err != nil {
-			return n, fmt.Errorf("demo entry %s: %w", d.name, err)
+			return nil, fmt.Errorf("demo entry %s: %w", d.name, err)
 		}
 		steps := []struct {
 			actor policy.Actor
@@ -145,10 +145,10 @@ func loadCatalog(ctx context.Context, ids *identity.Service, cat *catalog.Servic
 		}{{da.Actor(), cat.Submit}, {admin.Actor(), cat.Approve}, {admin.Actor(), cat.Publish}}
 		for _, s := range steps {
 			if _, err := s.fn(ctx, s.actor, e.ID); err != nil {
-				return n, fmt.Errorf("demo entry %s: %w", d.name, err)
+				return nil, fmt.Errorf("demo entry %s: %w", d.name, err)
 			}
 		}
-		n++
+		n[d.name] = e.ID
 	}
 	return n, nil
 }

@@ -78,8 +78,12 @@ func Seed(ctx context.Context, p *server.Platform) error {
 		if err != nil {
 			return err
 		}
-		p.Log.Info("demo catalog loaded", "entries", entries)
-		if err := os.WriteFile(file, []byte(format(accounts)), 0o600); err != nil {
+		p.Log.Info("demo catalog loaded", "entries", len(entries))
+		apps, err := loadSharing(ctx, p, entries)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(file, []byte(format(accounts)+apps), 0o600); err != nil {
 			return err
 		}
 		p.Log.Info("demo city loaded", "departments", len(departments)+1, "users", len(accounts))

@@ -17,6 +17,7 @@ import (
 	"govshare/internal/policy"
 	"govshare/internal/secret"
 	"govshare/internal/server"
+	"govshare/internal/share"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
 )
@@ -36,6 +37,7 @@ func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
 			t.Fatal(err)
 		}
 		p := &server.Platform{Config: &cfg, DB: db, Keys: keys, Audit: log, Identity: identity.NewService(db, log, keys, identity.DefaultConfig()), Catalog: cat, Calendar: cal,
+			Apps: share.NewApps(db, log, keys), Share: share.NewService(db, log, cat, cal, nil, share.Config{}),
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: &out}
 		if err := demo.Seed(ctx, p); err != nil {
 			t.Fatal(err)
@@ -74,6 +76,19 @@ func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
 		es, err := cat.Entries(ctx, admin, catalog.Filter{State: catalog.Published})
 		if err != nil || len(es) < 12 {
 			t.Fatalf("demo catalog: %d published entries, %v", len(es), err)
+		}
+		// Sharing to look at: a subscription with its grant, and an
+		// application waiting on the provider.
+		grants, err := p.Share.Grants(ctx, admin, share.GrantFilter{Side: "all"})
+		if err != nil || len(grants) != 1 {
+			t.Fatalf("demo grants: %d %v", len(grants), err)
+		}
+		apps, err := p.Share.Applications(ctx, admin, share.ListFilter{Side: "all", State: share.Submitted})
+		if err != nil || len(apps) != 1 {
+			t.Fatalf("demo applications: %d %v", len(apps), err)
+		}
+		if !strings.Contains(out.String(), "GOVSHARE_APP_SECRET=") {
+			t.Fatalf("the demo app's credentials are not listed")
 		}
 		// A second start loads nothing new and prints the accounts again.
 		out.Reset()

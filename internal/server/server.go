@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,7 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/config"
 	"govshare/internal/identity"
+	"govshare/internal/notify"
 	"govshare/internal/search"
 	"govshare/internal/secret"
 	"govshare/internal/share"
@@ -59,6 +61,8 @@ type Platform struct {
 	Catalog  *catalog.Service
 	Calendar *calendar.Calendar
 	Apps     *share.Apps
+	Notify   *notify.Service
+	Share    *share.Service
 	Log      *slog.Logger
 	Out      io.Writer
 }
@@ -149,6 +153,14 @@ func CatalogConfig(cfg *config.Config) catalog.Config {
 	return c
 }
 
+// ShareConfig turns the server configuration into the sharing deadlines.
+func ShareConfig(cfg *config.Config, log *slog.Logger) share.Config {
+	c := share.Config{Log: log}
+	c.AnswerDays, _ = strconv.Atoi(cfg.AnswerDays)
+	c.ProvideDays, _ = strconv.Atoi(cfg.ProvideDays)
+	return c
+}
+
 // Run serves the platform until ctx ends.
 func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	if opt.Out == nil {
@@ -179,7 +191,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	p.Identity = identity.NewService(p.DB, p.Audit, p.Keys, identity.DefaultConfig())
 	p.Calendar = calendar.New(p.DB, p.Audit)
 	p.Apps = share.NewApps(p.DB, p.Audit, p.Keys)
+	p.Notify = notify.New(p.DB, p.Audit, p.Keys, log)
 	p.Catalog = catalog.NewService(p.DB, p.Audit, p.Calendar, CatalogConfig(cfg))
+	p.Share = share.NewService(p.DB, p.Audit, p.Catalog, p.Calendar, p.Notify, ShareConfig(cfg, log))
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}
@@ -215,7 +229,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 
 	h, err := web.New(web.Deps{
-		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Apps: p.Apps, Todos: todo.New(p.Catalog), Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Apps: p.Apps, Notify: p.Notify, Share: p.Share, Todos: todo.New(p.Catalog, p.Share), Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),
@@ -244,6 +258,13 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		}
 	}()
 	go p.retentionLoop(ctx, cfg.Retention())
+	// Webhook deliveries and deadline reminders run until shutdown, and
+	// stop before the database closes.
+	background, stopBackground := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	defer func() { stopBackground(); workers.Wait() }()
+	workers.Go(func() { p.Notify.Run(background) })
+	workers.Go(func() { p.Notify.RunReminders(background, reminderEvery, p.deadlineSources()...) })
 
 	addr := ln.Addr().String()
 	log.Info("govshare serving", "url", scheme+"://"+addr, "database", p.DB.String(), "bus_embedded", p.Bus.Embedded(), "version", opt.Version)
@@ -278,6 +299,17 @@ func busDesc(b *bus.Bus) string {
 		return "embedded NATS JetStream (in-process)"
 	}
 	return "external NATS " + b.ClientURL()
+}
+
+// reminderEvery is how often open deadlines are checked for reminders.
+const reminderEvery = 5 * time.Minute
+
+// deadlineSources are the domains whose open deadlines are reminded of:
+// before they are due to their departments, once overdue to the platform
+// administrators too. A domain joins by implementing
+// notify.DeadlineSource and being listed here.
+func (p *Platform) deadlineSources() []notify.DeadlineSource {
+	return []notify.DeadlineSource{p.Share}
 }
 
 // retentionLoop prunes expired audit events once a day.

@@ -55,8 +55,8 @@ const (
 	Answered   State = "answered"
 )
 
-// Event is one step on an application's timeline.
-type Event struct {
+// TimelineEvent is one step on an application's timeline.
+type TimelineEvent struct {
 	Action     string         `json:"action" doc:"submit/accept/approve/reject/withdraw/escalate/rule/provide/answer/attach/revoke"`
 	ActorLogin string         `json:"actor" doc:"操作人 / who"`
 	ActorDept  string         `json:"actor_dept,omitempty" doc:"操作人部门 / their department"`
@@ -94,7 +94,7 @@ type Application struct {
 	ApplicantApp    string            `json:"applicant_app,omitempty"`
 	Requested       Terms             `json:"requested" doc:"申请内容 / what was asked"`
 	Decided         *Terms            `json:"decided,omitempty" doc:"批准或裁定的内容 / what was approved or ruled"`
-	Changes         []Change          `json:"changes,omitempty" doc:"批准内容与申请的差异 / how the approval differs from the request"`
+	Changes         []TermChange      `json:"changes,omitempty" doc:"批准内容与申请的差异 / how the approval differs from the request"`
 	AnswerDeadline  time.Time         `json:"answer_deadline,omitzero" doc:"提供方答复期限 / provider's deadline to answer"`
 	ProvideDeadline time.Time         `json:"provide_deadline,omitzero" doc:"按裁定提供的期限 / deadline to provide after a ruling"`
 	Overdue         bool              `json:"overdue" doc:"已逾期 / past its deadline"`
@@ -104,7 +104,7 @@ type Application struct {
 	GrantID         int64             `json:"grant_id,omitempty"`
 	CreatedAt       time.Time         `json:"created_at"`
 	UpdatedAt       time.Time         `json:"updated_at"`
-	Events          []Event           `json:"events,omitempty" doc:"全过程 / timeline"`
+	Events          []TimelineEvent   `json:"events,omitempty" doc:"全过程 / timeline"`
 	Attachments     []Attachment      `json:"attachments,omitempty"`
 	Actions         map[string]bool   `json:"-"`
 	Items           map[string]string `json:"-"` // machine name → item name, for pages
@@ -440,7 +440,7 @@ func (s *Service) details(ctx context.Context, a *Application) error {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var ev Event
+		var ev TimelineEvent
 		var raw string
 		if err := rows.Scan(&ev.Action, &ev.ActorLogin, &ev.ActorDept, &ev.Note, &raw, &ev.At); err != nil {
 			return err
@@ -956,4 +956,26 @@ func (s *Service) AttachmentData(ctx context.Context, actor policy.Actor, id, at
 		return at, nil, err
 	}
 	return at, data, nil
+}
+
+// ApplicantApps lists the active apps of the actor's department, for
+// choosing which apps an application covers.
+func (s *Service) ApplicantApps(ctx context.Context, actor policy.Actor) ([]App, error) {
+	if err := s.authorize(ctx, actor, policy.ShareApply, actor.DeptID, "app", ""); err != nil {
+		return nil, err
+	}
+	rows, err := s.db.Query(ctx, "SELECT "+appCols+" FROM apps WHERE dept_id = ? AND status = 'active' ORDER BY id", actor.DeptID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []App
+	for rows.Next() {
+		a, err := scanApp(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }

@@ -82,7 +82,7 @@ func content(name string, st catalog.ShareType) catalog.Content {
 	return c
 }
 
-func newSharing(t *testing.T, db *store.DB, cal calendar.WorkingDays) *sharing {
+func newSharing(t testing.TB, db *store.DB, cal calendar.WorkingDays) *sharing {
 	t.Helper()
 	ctx := context.Background()
 	keys, _ := secret.New(make([]byte, 32))

@@ -23,9 +23,9 @@ type RowScope struct {
 
 // Terms are what an application asks for and what a decision allows.
 type Terms struct {
-	Items      []string              `json:"items" doc:"信息项(字段名) / data items by machine name"`
-	Methods    []catalog.ShareMethod `json:"methods" doc:"共享方式 api/file/exchange/verify / share methods"`
-	Purpose    string                `json:"purpose" doc:"用途 / purpose"`
+	Items      []string              `json:"items" required:"false" doc:"信息项(字段名) / data items by machine name"`
+	Methods    []catalog.ShareMethod `json:"methods" required:"false" doc:"共享方式 api/file/exchange/verify / share methods"`
+	Purpose    string                `json:"purpose" required:"false" doc:"用途 / purpose(决定中不可更改 / fixed in decisions)"`
 	Basis      string                `json:"basis,omitempty" doc:"申请依据(法律法规或职能) / legal basis"`
 	ValidFrom  time.Time             `json:"valid_from,omitzero" doc:"使用期限起 / valid from"`
 	ValidUntil time.Time             `json:"valid_until,omitzero" doc:"使用期限止(无条件共享可不填) / valid until (may be empty for unconditional resources)"`
@@ -35,8 +35,8 @@ type Terms struct {
 	DailyQuota int                   `json:"daily_quota,omitempty" doc:"每日调用配额，0为不限 / calls per day, 0 unlimited"`
 }
 
-// Change is one way a decision differs from the request.
-type Change struct {
+// TermChange is one way a decision differs from the request.
+type TermChange struct {
 	Field string `json:"field" doc:"items/methods/valid_from/valid_until/row_scope/app_ids/rate_limit/daily_quota"`
 	From  string `json:"from"`
 	To    string `json:"to"`
@@ -196,11 +196,11 @@ func narrows(r, d Terms) bool {
 
 // Changes lists how a decision differs from the request, so the applicant
 // sees exactly what was changed.
-func Changes(r, d Terms) []Change {
-	var out []Change
+func Changes(r, d Terms) []TermChange {
+	var out []TermChange
 	add := func(field, from, to string) {
 		if from != to {
-			out = append(out, Change{Field: field, From: from, To: to})
+			out = append(out, TermChange{Field: field, From: from, To: to})
 		}
 	}
 	methods := func(ms []catalog.ShareMethod) string {

@@ -74,6 +74,8 @@ func (s *Server) apiRoutes() {
 	s.searchAPI(api)
 	s.calendarAPI(api)
 	s.todoAPI(api)
+	s.notifyAPI(api)
+	s.shareAPI(api)
 }
 
 // apiAuth resolves the caller of every operation: a user's bearer token,

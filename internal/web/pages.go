@@ -60,6 +60,8 @@ func (s *Server) pageRoutes() {
 	s.calendarRoutes()
 	s.appRoutes()
 	s.todoRoutes()
+	s.notifyRoutes()
+	s.shareRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -12,6 +12,7 @@ import (
 	"govshare/internal/identity"
 	"govshare/internal/policy"
 	"govshare/internal/search"
+	"govshare/internal/share"
 )
 
 func (s *Server) catalogRoutes() {
@@ -354,6 +355,9 @@ type entryPageData struct {
 	Ratings   catalog.RatingSummary
 	CanRate   bool
 	Related   []catalog.Entry
+	// ShareAction is how the user's department may ask for the resource:
+	// subscription, application or negotiation; empty when it may not.
+	ShareAction string
 }
 
 func (s *Server) entryPage(w http.ResponseWriter, r *http.Request, c *current) {
@@ -385,6 +389,16 @@ func (s *Server) renderEntry(w http.ResponseWriter, r *http.Request, c *current,
 	for _, cl := range classes {
 		if cl.Code == d.Shown.ClassCode {
 			d.Class = cl.Name
+		}
+	}
+	if e.PublishedVersion > 0 && e.State != catalog.Retired && e.DeptID != a.DeptID && len(d.Versions) > 0 &&
+		policy.Allowed(a, policy.ShareApply, policy.Target{DeptID: a.DeptID}) {
+		d.ShareAction = string(share.KindApplication)
+		switch d.Versions[0].Content.ShareType {
+		case catalog.ShareUnconditional:
+			d.ShareAction = string(share.KindSubscription)
+		case catalog.ShareNone:
+			d.ShareAction = string(share.KindNegotiation)
 		}
 	}
 	switch e.State {

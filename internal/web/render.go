@@ -60,6 +60,7 @@ type navGroup struct {
 type navItem struct {
 	Key, Href string
 	Count     int
+	CountID   string // element id of the count, for tests and scripts
 }
 
 // nav builds the navigation from what the user's roles allow, so nobody
@@ -89,6 +90,9 @@ func nav(u *identity.User) []navGroup {
 	}
 	cat = append(cat, navItem{Key: "nav.demands", Href: "/demands"}, navItem{Key: "nav.classes", Href: "/classifications"})
 	groups = append(groups, navGroup{Title: "nav.group.catalog", Items: cat})
+	if policy.Any(a, policy.ShareView) {
+		groups = append(groups, navGroup{Title: "nav.group.share", Items: []navItem{{Key: "nav.applications", Href: "/applications"}, {Key: "nav.grants", Href: "/grants"}}})
+	}
 	if len(sys) > 0 {
 		groups = append(groups, navGroup{Title: "nav.group.sys", Items: sys})
 	}
@@ -221,9 +225,10 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 		p.Nav = nav(p.User)
 		if s.Todos != nil {
 			if items, err := s.Todos.List(r.Context(), p.User.Actor()); err == nil {
-				p.Nav[0].Items = append(p.Nav[0].Items, navItem{Key: "nav.todos", Href: "/todos", Count: len(items)})
+				p.Nav[0].Items = append(p.Nav[0].Items, navItem{Key: "nav.todos", Href: "/todos", Count: len(items), CountID: "todo-count"})
 			}
 		}
+		s.notifyNav(r, p.User, p.Nav)
 	}
 	if p.CSRF == "" {
 		p.CSRF = s.csrfToken(w, r)

@@ -25,6 +25,7 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
+	"govshare/internal/notify"
 	"govshare/internal/secret"
 	"govshare/internal/share"
 	"govshare/internal/todo"
@@ -47,6 +48,8 @@ type Deps struct {
 	Catalog  *catalog.Service
 	Calendar *calendar.Calendar
 	Apps     *share.Apps
+	Share    *share.Service
+	Notify   *notify.Service
 	Todos    *todo.Inbox
 	Audit    *audit.Log
 	Keys     *secret.Keys

@@ -22,6 +22,7 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
+	"govshare/internal/notify"
 	"govshare/internal/policy"
 	"govshare/internal/search"
 	"govshare/internal/secret"
@@ -72,7 +73,8 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	}
 	t.Cleanup(func() { idx.Close() })
 	cat.UseIndex(idx)
-	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Todos: todo.New(cat), Audit: log, Keys: keys, Version: "test", Ready: ready})
+	shr := share.NewService(db, log, cat, calendar.Weekdays{}, nil, share.Config{})
+	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Share: shr, Todos: todo.New(cat, shr), Notify: notify.New(db, log, keys, nil), Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
