@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"govshare/internal/apperr"
+	"govshare/internal/audit"
 	"govshare/internal/policy"
 	"govshare/internal/store"
 )
@@ -43,6 +44,9 @@ var (
 // Rate records (or replaces) the actor's rating of a published entry.
 // Only users of other departments rate: ratings are the users' voice.
 func (s *Service) Rate(ctx context.Context, actor policy.Actor, id int64, stars int, comment string) error {
+	if err := s.authorize(ctx, actor, policy.CatalogRate, actor.DeptID, "catalog_entry", itoa(id)); err != nil {
+		return err
+	}
 	comment = strings.TrimSpace(comment)
 	if stars < 1 || stars > 5 {
 		return ErrStars
@@ -58,6 +62,7 @@ func (s *Service) Rate(ctx context.Context, actor policy.Actor, id int64, stars 
 		return ErrNotPublished
 	}
 	if e.DeptID == actor.DeptID {
+		_ = s.audit.Append(ctx, audit.By(actor, string(policy.CatalogRate), "catalog_entry", itoa(id), audit.ResultDenied, map[string]any{"reason": ErrOwnRating.Code}))
 		return ErrOwnRating
 	}
 	now := s.now()
@@ -193,6 +198,9 @@ func nullable(id int64) any {
 
 // PostDemand lets any user post a demand for data.
 func (s *Service) PostDemand(ctx context.Context, actor policy.Actor, in DemandInput) (Demand, error) {
+	if err := s.authorize(ctx, actor, policy.DemandPost, actor.DeptID, "demand", ""); err != nil {
+		return Demand{}, err
+	}
 	in.Title, in.Description, in.Purpose = strings.TrimSpace(in.Title), strings.TrimSpace(in.Description), strings.TrimSpace(in.Purpose)
 	if in.Title == "" || utf8.RuneCountInString(in.Title) > 100 {
 		return Demand{}, ErrDemandTitle

@@ -96,7 +96,14 @@ const (
 	ShareDecide     Action = "share.decide"     // accept, approve or reject applications to the own department; provide after a ruling
 	ShareCoordinate Action = "share.coordinate" // coordinate escalated applications and rule; answer negotiations
 	GrantRevoke     Action = "grant.revoke"     // revoke a grant the department gave
+
+	CatalogRate Action = "catalog.rate" // rate a published entry of another department
+	DemandPost  Action = "demand.post"  // post a data demand (需求目录)
 )
+
+// peopleOnly are actions only a person may take: an app acting for its
+// department never creates tokens, rates entries or posts demands.
+var peopleOnly = map[Action]bool{TokenManageOwn: true, CatalogRate: true, DemandPost: true}
 
 // Target is what the action applies to.
 type Target struct {
@@ -147,10 +154,16 @@ var rules = map[Action]map[Role]scope{
 	ShareDecide:     {DeptAdmin: ownDept, DeptReviewer: ownDept},
 	ShareCoordinate: {PlatformAdmin: all},
 	GrantRevoke:     {PlatformAdmin: all, DeptAdmin: ownDept},
+
+	CatalogRate: {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
+	DemandPost:  {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
 }
 
 // Allowed reports whether actor may do act on t.
 func Allowed(a Actor, act Action, t Target) bool {
+	if a.App != "" && peopleOnly[act] {
+		return false
+	}
 	byRole := rules[act]
 	for _, r := range a.Roles {
 		switch byRole[r] {

@@ -44,6 +44,8 @@ func TestRoleActionTable(t *testing.T) {
 		policy.ShareDecide:          {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: O, policy.Consumer: N},
 		policy.ShareCoordinate:      {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.GrantRevoke:          {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.CatalogRate:          {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: A, policy.DeptAdmin: A, policy.DeptReviewer: A, policy.Consumer: A},
+		policy.DemandPost:           {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: A, policy.DeptAdmin: A, policy.DeptReviewer: A, policy.Consumer: A},
 	}
 	for act, byRole := range table {
 		for _, role := range policy.AllRoles {
@@ -79,5 +81,21 @@ func TestDeptScopeNeedsADepartment(t *testing.T) {
 	a := policy.Actor{UserID: 1, DeptID: 0, Roles: []policy.Role{policy.DeptAdmin}}
 	if policy.Allowed(a, policy.UserCreate, policy.Target{}) {
 		t.Fatal("dept admin allowed platform-wide")
+	}
+}
+
+// TestAppsAreNotPeople: an app acts for its department as a consumer, but
+// never for a person: no tokens, ratings or demands.
+func TestAppsAreNotPeople(t *testing.T) {
+	app := policy.Actor{DeptID: 10, Roles: []policy.Role{policy.Consumer}, App: "app_x"}
+	user := app
+	user.App = ""
+	for _, act := range []policy.Action{policy.TokenManageOwn, policy.CatalogRate, policy.DemandPost} {
+		if policy.Allowed(app, act, policy.Target{DeptID: 10}) || !policy.Allowed(user, act, policy.Target{DeptID: 10}) {
+			t.Errorf("%s: app %v, user %v", act, policy.Allowed(app, act, policy.Target{DeptID: 10}), policy.Allowed(user, act, policy.Target{DeptID: 10}))
+		}
+	}
+	if !policy.Allowed(app, policy.ShareApply, policy.Target{DeptID: 10}) {
+		t.Error("an app cannot act as its department's consumer")
 	}
 }

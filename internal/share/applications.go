@@ -574,7 +574,7 @@ func (s *Service) sideWhere(ctx context.Context, actor policy.Actor, side, alias
 // the transaction, so a refusal is audited), then lock the application,
 // check its state, apply, record on the timeline, audit and notify.
 func (s *Service) step(ctx context.Context, actor policy.Actor, id int64, act policy.Action, side string, action string, from []State,
-	apply func(tx *store.Tx, a *Application) (note string, details map[string]any, err error)) (Application, error) {
+	apply func(tx *store.Tx, a *Application) (note string, details map[string]any, err error), pre ...func() error) (Application, error) {
 	a, err := s.scanApp(s.db.QueryRow(ctx, "SELECT "+applicationCols+applicationFrom+" WHERE a.id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Application{}, apperr.ErrNotFound
@@ -590,6 +590,13 @@ func (s *Service) step(ctx context.Context, actor policy.Actor, id int64, act po
 	}
 	if err := s.authorize(ctx, actor, act, dept, "share_application", itoa(id)); err != nil {
 		return Application{}, err
+	}
+	// Input is checked only for those allowed to act: a refusal says no
+	// more than that.
+	for _, check := range pre {
+		if err := check(); err != nil {
+			return Application{}, err
+		}
 	}
 	var note string
 	var details map[string]any
@@ -640,6 +647,16 @@ func (s *Service) step(ctx context.Context, actor policy.Actor, id int64, act po
 		return Application{}, err
 	}
 	return s.Application(ctx, actor, id)
+}
+
+// required is a check that a trimmed text is not empty.
+func required(v string, err error) func() error {
+	return func() error {
+		if v == "" {
+			return err
+		}
+		return nil
+	}
 }
 
 func nullInt(v int64) any {
@@ -766,16 +783,13 @@ func (s *Service) grantCreated(ctx context.Context, actor policy.Actor, a Applic
 // Reject refuses the application; a reason is required.
 func (s *Service) Reject(ctx context.Context, actor policy.Actor, id int64, reason string) (Application, error) {
 	reason = strings.TrimSpace(reason)
-	if reason == "" {
-		return Application{}, ErrReason
-	}
 	a, err := s.step(ctx, actor, id, policy.ShareDecide, "provider", "reject", []State{Submitted, Accepted}, func(tx *store.Tx, a *Application) (string, map[string]any, error) {
 		if a.Kind != KindApplication {
 			return "", nil, ErrState
 		}
 		a.State, a.Reason = Rejected, reason
 		return reason, nil, nil
-	})
+	}, required(reason, ErrReason))
 	if err == nil {
 		s.tellConsumer(ctx, a, "application.rejected", "申请未同意", "Application refused")
 	}
@@ -798,16 +812,13 @@ func (s *Service) Withdraw(ctx context.Context, actor policy.Actor, id int64) (A
 // application, or one the provider left unanswered past its deadline.
 func (s *Service) Escalate(ctx context.Context, actor policy.Actor, id int64, reason string) (Application, error) {
 	reason = strings.TrimSpace(reason)
-	if reason == "" {
-		return Application{}, ErrReason
-	}
 	a, err := s.step(ctx, actor, id, policy.ShareApply, "consumer", "escalate", []State{Rejected, Submitted, Accepted}, func(tx *store.Tx, a *Application) (string, map[string]any, error) {
 		if a.Kind != KindApplication || (a.State != Rejected && !a.Overdue) {
 			return "", nil, ErrNotDue
 		}
 		a.State, a.Escalation = Escalated, reason
 		return reason, nil, nil
-	})
+	}, required(reason, ErrReason))
 	if err == nil {
 		s.send(ctx, notify.Notice{Kind: "application.escalated", Roles: []policy.Role{policy.PlatformAdmin}, Href: fmt.Sprintf("/applications/%d", a.ID),
 			ObjectType: "share_application", ObjectID: itoa(a.ID), TitleZH: "待协调的共享申请：" + a.EntryName, TitleEN: "Application to coordinate: " + a.EntryName})
@@ -821,19 +832,22 @@ func (s *Service) Escalate(ctx context.Context, actor policy.Actor, id int64, re
 // within ProvideDays working days; "refuse" upholds the refusal.
 func (s *Service) Rule(ctx context.Context, actor policy.Actor, id int64, outcome, note string, decision *Terms) (Application, error) {
 	note = strings.TrimSpace(note)
-	if note == "" {
-		return Application{}, ErrNote
-	}
-	if outcome != "share" && outcome != "refuse" {
-		return Application{}, ErrOutcome
-	}
 	var deadline time.Time
-	if outcome == "share" {
-		var err error
-		if deadline, err = s.cal.AddWorkingDays(s.now(), s.cfg.ProvideDays); err != nil {
-			s.calendarMissing(ctx, err)
-			return Application{}, err
+	check := func() error {
+		if note == "" {
+			return ErrNote
 		}
+		if outcome != "share" && outcome != "refuse" {
+			return ErrOutcome
+		}
+		if outcome == "share" {
+			var err error
+			if deadline, err = s.cal.AddWorkingDays(s.now(), s.cfg.ProvideDays); err != nil {
+				s.calendarMissing(ctx, err)
+				return err
+			}
+		}
+		return nil
 	}
 	a, err := s.step(ctx, actor, id, policy.ShareCoordinate, "admin", "rule", []State{Escalated}, func(tx *store.Tx, a *Application) (string, map[string]any, error) {
 		a.Outcome = note
@@ -847,7 +861,7 @@ func (s *Service) Rule(ctx context.Context, actor policy.Actor, id int64, outcom
 		}
 		a.State, a.Decided, a.ProvideDeadline = RuledShare, &d, deadline
 		return note, map[string]any{"outcome": outcome, "provide_deadline": deadline}, nil
-	})
+	}, check)
 	if err != nil {
 		return a, err
 	}
@@ -887,9 +901,6 @@ func (s *Service) Provide(ctx context.Context, actor policy.Actor, id int64, not
 // administrator's answer.
 func (s *Service) Answer(ctx context.Context, actor policy.Actor, id int64, note string) (Application, error) {
 	note = strings.TrimSpace(note)
-	if note == "" {
-		return Application{}, ErrNote
-	}
 	act, side := policy.ShareDecide, "provider"
 	if policy.Allowed(actor, policy.ShareCoordinate, policy.Target{}) {
 		act, side = policy.ShareCoordinate, "admin"
@@ -900,7 +911,7 @@ func (s *Service) Answer(ctx context.Context, actor policy.Actor, id int64, note
 		}
 		a.State, a.Outcome = Answered, note
 		return note, nil, nil
-	})
+	}, required(note, ErrNote))
 	if err == nil {
 		s.tellConsumer(ctx, a, "negotiation.answered", "协商请求已答复", "Negotiation answered")
 	}
@@ -911,14 +922,16 @@ func (s *Service) Answer(ctx context.Context, actor policy.Actor, id int64, note
 // agreement, 安全保密协议).
 func (s *Service) Attach(ctx context.Context, actor policy.Actor, id int64, name, contentType string, data []byte) (Attachment, error) {
 	name = strings.TrimSpace(name)
-	ext := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
-	switch ext {
-	case "pdf", "ofd", "jpg", "jpeg", "png", "doc", "docx", "zip":
-	default:
-		return Attachment{}, ErrAttachment
-	}
-	if len(data) == 0 || len(data) > MaxAttachment || utf8.RuneCountInString(name) > 200 {
-		return Attachment{}, ErrAttachment
+	check := func() error {
+		switch strings.ToLower(name[strings.LastIndexByte(name, '.')+1:]) {
+		case "pdf", "ofd", "jpg", "jpeg", "png", "doc", "docx", "zip":
+		default:
+			return ErrAttachment
+		}
+		if len(data) == 0 || len(data) > MaxAttachment || utf8.RuneCountInString(name) > 200 {
+			return ErrAttachment
+		}
+		return nil
 	}
 	if contentType == "" {
 		contentType = http.DetectContentType(data)
@@ -933,7 +946,7 @@ func (s *Service) Attach(ctx context.Context, actor policy.Actor, id int64, name
 		}
 		at = Attachment{ID: at.ID, Name: name, ContentType: contentType, Size: int64(len(data)), SHA256: sum, UploadedAt: now}
 		return name, map[string]any{"attachment_id": at.ID, "sha256": sum, "size": len(data)}, nil
-	})
+	}, check)
 	return at, err
 }
 

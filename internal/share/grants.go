@@ -339,6 +339,17 @@ func (s *Service) Permit(ctx context.Context, u Use) (Permit, error) {
 	return Permit{}, ErrNoGrant
 }
 
+// PermitFor answers the grant check for the acting user or app's own
+// department, for the API: those who may see their department's grants
+// may ask.
+func (s *Service) PermitFor(ctx context.Context, actor policy.Actor, u Use) (Permit, error) {
+	if err := s.authorize(ctx, actor, policy.ShareView, actor.DeptID, "share_grant", u.Resource); err != nil {
+		return Permit{}, err
+	}
+	u.DeptID = actor.DeptID
+	return s.Permit(ctx, u)
+}
+
 // grantCache keeps the grants of (consumer department, resource) pairs
 // for a short time. Creating or revoking a grant on this server drops it
 // at once; servers sharing the database see changes within ttl.

@@ -207,7 +207,7 @@ func (s *Server) shareAPI(api huma.API) {
 		"Checks for the caller's department (and app): whether a valid grant covers the items and method; returns the grant, each item's masking, the row scope and limits."
 	huma.Register(api, o, func(ctx context.Context, in *permitQuery) (*struct{ Body share.Permit }, error) {
 		p := principalFrom(ctx)
-		use := share.Use{DeptID: p.User.DeptID, Resource: in.Resource, Method: catalog.ShareMethod(in.Method)}
+		use := share.Use{Resource: in.Resource, Method: catalog.ShareMethod(in.Method)}
 		if p.App != nil {
 			use.AppID = p.App.ID
 		}
@@ -216,7 +216,7 @@ func (s *Server) shareAPI(api huma.API) {
 				use.Items = append(use.Items, it)
 			}
 		}
-		permit, err := s.Share.Permit(ctx, use)
+		permit, err := s.Share.PermitFor(ctx, p.actor(), use)
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}

@@ -130,6 +130,11 @@ func TestSharingThroughTheAPI(t *testing.T) {
 		if status != 200 || len(m["list"].([]any)) != 1 || m["list"].([]any)[0].(map[string]any)["kind"] != "application.accept" {
 			t.Fatalf("reviewer's to-dos: %d %v", status, m)
 		}
+		// They were notified in the app.
+		status, m = e.apiTok(e.tokens[policy.DeptReviewer], "GET", "/api/v1/notifications", nil)
+		if status != 200 || !strings.Contains(fmt.Sprint(m), "application.submitted") {
+			t.Fatalf("reviewer's notifications: %d %v", status, m)
+		}
 		if status, _ = e.apiTok(toks[policy.Consumer], "POST", path+"/approve", map[string]any{}); status != 403 {
 			t.Fatalf("the consumer approves: %d", status)
 		}

@@ -73,8 +73,9 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	}
 	t.Cleanup(func() { idx.Close() })
 	cat.UseIndex(idx)
-	shr := share.NewService(db, log, cat, calendar.Weekdays{}, nil, share.Config{})
-	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Share: shr, Todos: todo.New(cat, shr), Notify: notify.New(db, log, keys, nil), Audit: log, Keys: keys, Version: "test", Ready: ready})
+	ntf := notify.New(db, log, keys, nil)
+	shr := share.NewService(db, log, cat, calendar.Weekdays{}, ntf, share.Config{})
+	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Share: shr, Todos: todo.New(cat, shr), Notify: ntf, Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
