@@ -108,6 +108,7 @@ type Application struct {
 	Attachments     []Attachment      `json:"attachments,omitempty"`
 	Actions         map[string]bool   `json:"-"`
 	Items           map[string]string `json:"-"` // machine name → item name, for pages
+	AppNames        map[int64]string  `json:"-"` // app id → name, for pages
 }
 
 // Open reports whether the application still waits on someone.
@@ -373,7 +374,7 @@ const applicationCols = `a.id, a.kind, a.state, a.entry_id, a.entry_version, COA
 const applicationFrom = ` FROM share_applications a JOIN entries e ON e.id = a.entry_id
 	JOIN departments pd ON pd.id = a.provider_dept_id JOIN departments cd ON cd.id = a.consumer_dept_id`
 
-func (s *Service) scanApp(row interface{ Scan(...any) error }) (Application, error) {
+func (s *Service) scanApp(row store.Row) (Application, error) {
 	var a Application
 	var req, dec string
 	var answer, provide sql.NullTime
@@ -468,6 +469,7 @@ func (s *Service) details(ctx context.Context, a *Application) error {
 	if err := rows2.Err(); err != nil {
 		return err
 	}
+	a.AppNames = s.appNames(ctx, a.Requested.AppIDs)
 	// Item names from the version applied for, for pages.
 	a.Items = map[string]string{}
 	if _, c, err := s.cat.Published(ctx, a.EntryID); err == nil {
@@ -531,21 +533,8 @@ func (s *Service) Applications(ctx context.Context, actor policy.Actor, f ListFi
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
-	rows, err := s.db.Query(ctx, "SELECT "+applicationCols+applicationFrom+" WHERE "+where+" ORDER BY a.updated_at DESC, a.id DESC LIMIT ? OFFSET ?",
+	return store.All(ctx, s.db, s.scanApp, "SELECT "+applicationCols+applicationFrom+" WHERE "+where+" ORDER BY a.updated_at DESC, a.id DESC LIMIT ? OFFSET ?",
 		append(args, f.Limit, f.Offset)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Application
-	for rows.Next() {
-		a, err := s.scanApp(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
 }
 
 // sideWhere turns a side into a condition the actor is allowed.
@@ -647,6 +636,18 @@ func (s *Service) step(ctx context.Context, actor policy.Actor, id int64, act po
 		return Application{}, err
 	}
 	return s.Application(ctx, actor, id)
+}
+
+// appNames names apps for pages; unknown ids are left out.
+func (s *Service) appNames(ctx context.Context, ids []int64) map[int64]string {
+	out := map[int64]string{}
+	for _, id := range ids {
+		var name string
+		if err := s.db.QueryRow(ctx, "SELECT name FROM apps WHERE id = ?", id).Scan(&name); err == nil {
+			out[id] = name
+		}
+	}
+	return out
 }
 
 // required is a check that a trimmed text is not empty.
@@ -977,18 +978,5 @@ func (s *Service) ApplicantApps(ctx context.Context, actor policy.Actor) ([]App,
 	if err := s.authorize(ctx, actor, policy.ShareApply, actor.DeptID, "app", ""); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, "SELECT "+appCols+" FROM apps WHERE dept_id = ? AND status = 'active' ORDER BY id", actor.DeptID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []App
-	for rows.Next() {
-		a, err := scanApp(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return store.All(ctx, s.db, scanApp, "SELECT "+appCols+" FROM apps WHERE dept_id = ? AND status = 'active' ORDER BY id", actor.DeptID)
 }

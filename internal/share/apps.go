@@ -164,7 +164,7 @@ func (s *Apps) Register(ctx context.Context, actor policy.Actor, in AppInput) (A
 
 const appCols = "id, dept_id, name, purpose, contact, allowed_addrs, app_key, status, created_at, rotated_at, revoked_at"
 
-func scanApp(row interface{ Scan(...any) error }) (App, error) {
+func scanApp(row store.Row) (App, error) {
 	var a App
 	var addrs string
 	var revoked sql.NullTime
@@ -189,20 +189,7 @@ func (s *Apps) List(ctx context.Context, actor policy.Actor, deptID int64) ([]Ap
 	if err := s.authorize(ctx, actor, deptID, ""); err != nil {
 		return nil, err
 	}
-	rows, err := s.db.Query(ctx, "SELECT "+appCols+" FROM apps WHERE dept_id = ? ORDER BY id DESC", deptID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []App
-	for rows.Next() {
-		a, err := scanApp(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return store.All(ctx, s.db, scanApp, "SELECT "+appCols+" FROM apps WHERE dept_id = ? ORDER BY id DESC", deptID)
 }
 
 // Rotate gives an app a new secret (shown once); the old one stops working.

@@ -49,6 +49,7 @@ type Grant struct {
 	RevokedAt      time.Time             `json:"revoked_at,omitzero"`
 	RevokeReason   string                `json:"revoke_reason,omitempty"`
 	CreatedAt      time.Time             `json:"created_at"`
+	AppNames       map[int64]string      `json:"-"` // for pages
 }
 
 func sha256Hex(b []byte) string {
@@ -104,7 +105,7 @@ const grantCols = `g.id, g.application_id, g.entry_id, g.entry_code, e.name, g.p
 const grantFrom = ` FROM share_grants g JOIN entries e ON e.id = g.entry_id
 	JOIN departments pd ON pd.id = g.provider_dept_id JOIN departments cd ON cd.id = g.consumer_dept_id`
 
-func (s *Service) scanGrant(row interface{ Scan(...any) error }) (Grant, error) {
+func (s *Service) scanGrant(row store.Row) (Grant, error) {
 	var g Grant
 	var apps, items, methods, scope string
 	var until, revoked sql.NullTime
@@ -173,20 +174,7 @@ func (s *Service) Grants(ctx context.Context, actor policy.Actor, f GrantFilter)
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
-	rows, err := s.db.Query(ctx, "SELECT "+grantCols+grantFrom+" WHERE "+where+" ORDER BY g.id DESC LIMIT ? OFFSET ?", append(args, f.Limit, f.Offset)...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Grant
-	for rows.Next() {
-		g, err := s.scanGrant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, g)
-	}
-	return out, rows.Err()
+	return store.All(ctx, s.db, s.scanGrant, "SELECT "+grantCols+grantFrom+" WHERE "+where+" ORDER BY g.id DESC LIMIT ? OFFSET ?", append(args, f.Limit, f.Offset)...)
 }
 
 // Grant returns one grant to its consumer, its provider or a platform
@@ -204,6 +192,7 @@ func (s *Service) Grant(ctx context.Context, actor policy.Actor, id int64) (Gran
 		_ = s.audit.Append(ctx, audit.By(actor, string(policy.ShareView), "share_grant", itoa(id), audit.ResultDenied, nil))
 		return Grant{}, apperr.ErrDenied
 	}
+	g.AppNames = s.appNames(ctx, g.AppIDs)
 	return g, nil
 }
 

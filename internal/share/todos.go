@@ -6,6 +6,7 @@ import (
 
 	"govshare/internal/notify"
 	"govshare/internal/policy"
+	"govshare/internal/store"
 	"govshare/internal/todo"
 )
 
@@ -56,20 +57,7 @@ func (s *Service) Todos(ctx context.Context, actor policy.Actor) ([]todo.Item, e
 }
 
 func (s *Service) openApplications(ctx context.Context, where string, args ...any) ([]Application, error) {
-	rows, err := s.db.Query(ctx, "SELECT "+applicationCols+applicationFrom+" WHERE "+where+" ORDER BY a.id LIMIT 1000", args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Application
-	for rows.Next() {
-		a, err := s.scanApp(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return store.All(ctx, s.db, s.scanApp, "SELECT "+applicationCols+applicationFrom+" WHERE "+where+" ORDER BY a.id LIMIT 1000", args...)
 }
 
 // Deadlines lists the providers' open deadlines for reminders: answers

@@ -245,3 +245,24 @@ func RebindFor(d Dialect, q string) string { return rebind(d, q) }
 func LikeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
+
+// Row is what a scan function reads: a *sql.Row or *sql.Rows.
+type Row interface{ Scan(dest ...any) error }
+
+// All runs a query on db and scans each row with scan.
+func All[T any](ctx context.Context, db *DB, scan func(Row) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

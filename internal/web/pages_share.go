@@ -192,7 +192,6 @@ func (s *Server) applySubmit(w http.ResponseWriter, r *http.Request, c *current)
 type applicationData struct {
 	App     share.Application
 	Content catalog.Content
-	Apps    map[int64]string
 }
 
 func (s *Server) applicationPage(w http.ResponseWriter, r *http.Request, c *current) {
@@ -209,13 +208,8 @@ func (s *Server) renderApplication(w http.ResponseWriter, r *http.Request, c *cu
 		s.errorPage(w, r, &c.user, err)
 		return
 	}
-	d := applicationData{App: a, Apps: map[int64]string{}}
+	d := applicationData{App: a}
 	_, d.Content, _ = s.Catalog.Published(r.Context(), a.EntryID)
-	if apps, err := s.Share.ApplicantApps(r.Context(), c.user.Actor()); err == nil {
-		for _, x := range apps {
-			d.Apps[x.ID] = x.Name
-		}
-	}
 	form := r.PostForm
 	if ae == nil {
 		form = nil
