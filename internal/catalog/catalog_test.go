@@ -248,6 +248,11 @@ func TestChangeRequestMakesVersionTwoWithDiffAndDeadline(t *testing.T) {
 		if got := e.ChangeDeadline.In(calendar.CST).Format("2006-01-02"); got != "2026-12-11" {
 			t.Fatalf("deadline %s, want 15 working days later 2026-12-11", got)
 		}
+		// The deadline is reminded of: the department's data administrators.
+		ds, err := f.svc.Deadlines(ctx)
+		if err != nil || len(ds) != 1 || ds[0].DeptID != e.DeptID || !ds[0].Due.Equal(e.ChangeDeadline) || ds[0].Kind != "catalog.change" {
+			t.Fatalf("deadlines: %+v %v", ds, err)
+		}
 		// The published version stays visible to others while it changes.
 		if _, err := f.svc.Entry(ctx, f.civil, e.ID); err != nil {
 			t.Fatal(err)

@@ -3,8 +3,11 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"time"
 
+	"govshare/internal/notify"
 	"govshare/internal/policy"
+	"govshare/internal/store"
 	"govshare/internal/todo"
 )
 
@@ -65,4 +68,20 @@ func (s *Service) Todos(ctx context.Context, actor policy.Actor) ([]todo.Item, e
 		}
 	}
 	return out, nil
+}
+
+var _ notify.DeadlineSource = (*Service)(nil)
+
+// Deadlines lists the open catalog changes with a legal deadline, for
+// reminders to the department's data administrators.
+func (s *Service) Deadlines(ctx context.Context) ([]notify.Deadline, error) {
+	return store.All(ctx, s.db, func(r store.Row) (notify.Deadline, error) {
+		var id, dept int64
+		var name string
+		var due time.Time
+		err := r.Scan(&id, &dept, &name, &due)
+		return notify.Deadline{Kind: "catalog.change", ObjectType: "catalog_entry", ObjectID: itoa(id), DeptID: dept, Roles: []policy.Role{policy.DeptAdmin},
+			TitleZH: "完成目录变更：" + name, TitleEN: "Complete the catalog change: " + name, Href: fmt.Sprintf("/catalog/%d", id), Due: due.UTC()}, err
+	}, `SELECT id, dept_id, name, change_deadline FROM entries
+		WHERE change_deadline IS NOT NULL AND published_version > 0 AND state IN ('draft', 'returned', 'submitted', 'approved')`)
 }

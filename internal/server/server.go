@@ -309,7 +309,7 @@ const reminderEvery = 5 * time.Minute
 // administrators too. A domain joins by implementing
 // notify.DeadlineSource and being listed here.
 func (p *Platform) deadlineSources() []notify.DeadlineSource {
-	return []notify.DeadlineSource{p.Share}
+	return []notify.DeadlineSource{p.Catalog, p.Share}
 }
 
 // retentionLoop prunes expired audit events once a day.
