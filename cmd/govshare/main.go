@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/term"
 
+	"govshare/client"
 	"govshare/internal/audit"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
@@ -27,6 +28,7 @@ import (
 	"govshare/internal/policy"
 	"govshare/internal/search"
 	"govshare/internal/server"
+	"govshare/internal/sharebench"
 	"govshare/internal/store"
 )
 
@@ -44,6 +46,7 @@ Usage:
   govshare audit verify [flags]   verify the audit hash chain; exits 1 naming the first bad event
   govshare bench audit [flags]    measure audit append throughput against single-row inserts
   govshare bench search [flags]   measure catalog search latency against a LIKE scan
+  govshare bench sharing [flags]  measure signed app requests over HTTP against an unsigned no-op
   govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
   govshare call [flags] METHOD PATH  send one request signed as an app (secret in GOVSHARE_APP_SECRET)
   govshare totp SECRET            print the current one-time code for a TOTP secret (demo and tests)
@@ -101,7 +104,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(rest) > 0 && rest[0] == "search" {
 			return benchSearch(ctx, rest[1:], stdout, stderr)
 		}
-		return errors.New("usage: govshare bench audit|search --db DSN …")
+		if len(rest) > 0 && rest[0] == "sharing" {
+			return benchSharing(ctx, rest[1:], stdout, stderr)
+		}
+		return errors.New("usage: govshare bench audit|search|sharing --db DSN …")
 	case "catalog":
 		return catalogCmd(ctx, rest, stdout, stderr)
 	case "call":
@@ -297,6 +303,34 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	return nil
 }
 
+// scratchDB opens and migrates a benchmark's database: dsn, or a
+// temporary SQLite file removed by done.
+func scratchDB(ctx context.Context, dsn string) (db *store.DB, done func(), err error) {
+	dir := ""
+	if dsn == "" {
+		if dir, err = os.MkdirTemp("", "govshare-bench-"); err != nil {
+			return nil, nil, err
+		}
+		dsn = dir + "/bench.db"
+	}
+	done = func() {
+		if db != nil {
+			db.Close()
+		}
+		if dir != "" {
+			os.RemoveAll(dir)
+		}
+	}
+	if db, err = store.Open(ctx, dsn); err == nil {
+		_, err = db.Migrate(ctx)
+	}
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return db, done, nil
+}
+
 func benchAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -307,22 +341,11 @@ func benchAudit(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *dsn == "" {
-		dir, err := os.MkdirTemp("", "govshare-bench-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		*dsn = dir + "/bench.db"
-	}
-	db, err := store.Open(ctx, *dsn)
+	db, done, err := scratchDB(ctx, *dsn)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	if _, err := db.Migrate(ctx); err != nil {
-		return err
-	}
+	defer done()
 	res, err := audit.Bench(ctx, db, audit.BenchOptions{Writers: *writers, Events: *events, Algorithm: *alg}, stderr)
 	if err != nil {
 		return err
@@ -358,6 +381,29 @@ func benchSearch(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer idx.Close()
 	res, err := search.Bench(ctx, db, idx, *n, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, res.String())
+	return nil
+}
+
+func benchSharing(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench sharing", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dsn := fs.String("db", "", "empty scratch database: a SQLite file path or postgres:// URL (default: a temporary SQLite file)")
+	clients := fs.Int("clients", 16, "concurrent clients")
+	duration := fs.Duration("duration", 10*time.Second, "measured time per side")
+	method := fs.String("sign-method", client.HMACSHA256, "signature: HMAC-SHA256 or HMAC-SM3")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, done, err := scratchDB(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer done()
+	res, err := sharebench.Bench(ctx, db, sharebench.Options{Clients: *clients, Duration: *duration, SignMethod: *method}, stderr)
 	if err != nil {
 		return err
 	}
