@@ -78,15 +78,18 @@ type Auditor interface {
 
 // Apps manages apps and checks their requests.
 type Apps struct {
-	db    *store.DB
-	audit Auditor
-	seal  *secret.Sealer
-	now   func() time.Time
+	db     *store.DB
+	audit  Auditor
+	seal   *secret.Sealer
+	now    func() time.Time
+	cache  *appCache
+	nonces *nonceLedger
 }
 
 // NewApps builds the service; secrets are sealed with keys.
 func NewApps(db *store.DB, a Auditor, keys *secret.Keys) *Apps {
-	return &Apps{db: db, audit: a, seal: keys.Sealer("app"), now: store.Now}
+	return &Apps{db: db, audit: a, seal: keys.Sealer("app"), now: store.Now,
+		cache: &appCache{ttl: time.Second, entries: map[string]cachedApp{}}, nonces: &nonceLedger{db: db}}
 }
 
 // SetClock replaces the clock for tests.
@@ -164,11 +167,14 @@ func (s *Apps) Register(ctx context.Context, actor policy.Actor, in AppInput) (A
 
 const appCols = "id, dept_id, name, purpose, contact, allowed_addrs, app_key, status, created_at, rotated_at, revoked_at"
 
-func scanApp(row store.Row) (App, error) {
+func scanApp(row store.Row) (App, error) { return scanAppWith(row) }
+
+// scanAppWith reads appCols and then extra columns into extra.
+func scanAppWith(row store.Row, extra ...any) (App, error) {
 	var a App
 	var addrs string
 	var revoked sql.NullTime
-	err := row.Scan(&a.ID, &a.DeptID, &a.Name, &a.Purpose, &a.Contact, &addrs, &a.Key, &a.Status, &a.CreatedAt, &a.RotatedAt, &revoked)
+	err := row.Scan(append([]any{&a.ID, &a.DeptID, &a.Name, &a.Purpose, &a.Contact, &addrs, &a.Key, &a.Status, &a.CreatedAt, &a.RotatedAt, &revoked}, extra...)...)
 	if addrs != "" {
 		a.AllowedAddrs = strings.Split(addrs, ",")
 	}
@@ -211,6 +217,7 @@ func (s *Apps) Rotate(ctx context.Context, actor policy.Actor, id int64) (App, s
 	if a, err = s.app(ctx, "id = ?", id); err != nil {
 		return App{}, "", err
 	}
+	s.cache.drop()
 	return a, sec, s.record(ctx, actor, "app.rotate", a, nil)
 }
 
@@ -226,6 +233,7 @@ func (s *Apps) Revoke(ctx context.Context, actor policy.Actor, id int64) error {
 	if _, err := s.db.Exec(ctx, "UPDATE apps SET status = 'revoked', revoked_at = ? WHERE id = ?", s.now(), id); err != nil {
 		return err
 	}
+	s.cache.drop()
 	return s.record(ctx, actor, "app.revoke", a, nil)
 }
 
@@ -271,14 +279,11 @@ func (s *Apps) verify(ctx context.Context, r Signed) (App, error) {
 	if r.SignMethod != client.HMACSHA256 && r.SignMethod != client.HMACSM3 {
 		return App{}, ErrSignMethod
 	}
-	var sealed string
-	a, err := scanApp(s.db.QueryRow(ctx, "SELECT "+appCols+" FROM apps WHERE app_key = ?", r.AppKey))
-	if err != nil || a.Status != "active" {
-		return App{}, ErrSignApp
+	e, err := s.activeApp(ctx, r.AppKey)
+	if err != nil {
+		return App{}, err
 	}
-	if err := s.db.QueryRow(ctx, "SELECT secret FROM apps WHERE id = ?", a.ID).Scan(&sealed); err != nil {
-		return a, err
-	}
+	a := e.app
 	if !addrAllowed(a.AllowedAddrs, r.ClientAddr) {
 		return a, ErrSignAddr
 	}
@@ -287,11 +292,7 @@ func (s *Apps) verify(ctx context.Context, r Signed) (App, error) {
 	if err != nil || now.Sub(time.Unix(ts, 0)).Abs() > Window {
 		return a, ErrSignTime
 	}
-	sec, err := s.seal.Open(sealed)
-	if err != nil {
-		return a, err
-	}
-	want, err := client.Sign(r.SignMethod, string(sec), client.Canonical(r.Method, r.Path, r.Query, r.Timestamp, r.Nonce, r.Body))
+	want, err := client.Sign(r.SignMethod, string(e.secret), client.Canonical(r.Method, r.Path, r.Query, r.Timestamp, r.Nonce, r.Body))
 	if err != nil {
 		return a, ErrSignMethod
 	}
@@ -303,17 +304,37 @@ func (s *Apps) verify(ctx context.Context, r Signed) (App, error) {
 	}
 	// The nonce is recorded only for a valid signature, so nobody can burn
 	// another app's nonces; the unique key makes a replay fail even when
-	// two copies arrive at once.
-	if _, err := s.db.Exec(ctx, "INSERT INTO app_nonces (app_id, nonce, seen_at) VALUES (?, ?, ?)", a.ID, r.Nonce, now); err != nil {
-		if store.IsUniqueViolation(err) {
-			return a, ErrSignNonce
-		}
+	// two copies arrive at once, here or at another server.
+	fresh, err := s.nonces.claim(ctx, a.ID, r.Nonce, now)
+	if err != nil {
 		return a, err
 	}
-	if now.Unix()%64 == 0 { // now and then, forget nonces older than the window
-		_, _ = s.db.Exec(ctx, "DELETE FROM app_nonces WHERE seen_at < ?", now.Add(-2*Window))
+	if !fresh {
+		return a, ErrSignNonce
 	}
 	return a, nil
+}
+
+// activeApp returns an active app with its opened secret, from the cache
+// when it was read within the last second.
+func (s *Apps) activeApp(ctx context.Context, key string) (cachedApp, error) {
+	if e, ok := s.cache.get(key); ok {
+		return e, nil
+	}
+	var sealed string
+	a, err := scanAppWith(s.db.QueryRow(ctx, "SELECT "+appCols+", secret FROM apps WHERE app_key = ?", key), &sealed)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && a.Status != "active") {
+		return cachedApp{}, ErrSignApp
+	} else if err != nil {
+		return cachedApp{}, err
+	}
+	sec, err := s.seal.Open(sealed)
+	if err != nil {
+		return cachedApp{}, err
+	}
+	e := cachedApp{app: a, secret: sec, loaded: time.Now()}
+	s.cache.put(key, e)
+	return e, nil
 }
 
 func addrAllowed(allowed []string, addr string) bool {

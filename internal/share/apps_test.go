@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net/url"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -120,4 +122,63 @@ func TestSignedRequestsAreCheckedStrictly(t *testing.T) {
 			t.Fatalf("%d refusals audited, want 8", len(evs))
 		}
 	})
+}
+
+// TestNonceIsSingleUseUnderConcurrency sends copies of one signed request
+// at once to two servers sharing the database (two Apps), and many
+// distinct requests beside them: exactly one copy passes, every distinct
+// request passes, and each nonce is stored once.
+func TestNonceIsSingleUseUnderConcurrency(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		apps, police, _, log := setup(t, db)
+		ctx := context.Background()
+		app, sec, err := apps.Register(ctx, police, share.AppInput{Name: "户籍核验系统", Purpose: "核验", Contact: "张三"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := secret.New(make([]byte, 32))
+		other := share.NewApps(db, log, keys) // a second server
+		now := time.Now()
+		body := []byte(`{}`)
+		replayed := signed(t, app.Key, sec, client.HMACSHA256, now, "same", body)
+		const copies, distinct = 24, 200
+		var wg sync.WaitGroup
+		var passed, refused, distinctOK atomic.Int32
+		for i := range copies + distinct {
+			wg.Go(func() {
+				srv := apps
+				if i%2 == 1 {
+					srv = other
+				}
+				r := replayed
+				if i >= copies {
+					r = signed(t, app.Key, sec, client.HMACSHA256, now, "n"+strconv.Itoa(i), body)
+				}
+				_, err := srv.Verify(ctx, r)
+				switch {
+				case i >= copies && err == nil:
+					distinctOK.Add(1)
+				case i < copies && err == nil:
+					passed.Add(1)
+				case i < copies && isNonceReused(err):
+					refused.Add(1)
+				default:
+					t.Errorf("request %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if passed.Load() != 1 || refused.Load() != copies-1 || distinctOK.Load() != distinct {
+			t.Fatalf("copies passed %d, refused %d; distinct passed %d of %d", passed.Load(), refused.Load(), distinctOK.Load(), distinct)
+		}
+		var n int
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM app_nonces WHERE app_id = ?", app.ID).Scan(&n); err != nil || n != distinct+1 {
+			t.Fatalf("%d nonces stored, want %d (%v)", n, distinct+1, err)
+		}
+	})
+}
+
+func isNonceReused(err error) bool {
+	ae, ok := apperr.As(err)
+	return ok && ae.Code == "share.nonce_reused"
 }

@@ -1,0 +1,164 @@
+package share
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"govshare/internal/store"
+)
+
+// nonceLedger records each signed request's nonce exactly once. Claims
+// that arrive while a commit is under way wait and go into the next
+// transaction together (group commit), so a busy server writes one
+// transaction per batch rather than one per request. The primary key
+// (app_id, nonce) in the shared database stays the judge: a nonce another
+// server or an earlier batch recorded is refused, and no request is
+// answered before its nonce is durable.
+type nonceLedger struct {
+	db      *store.DB
+	mu      sync.Mutex
+	queue   []*nonceClaim
+	leading bool      // a goroutine is committing batches
+	purged  time.Time // when old nonces were last deleted
+}
+
+type nonceClaim struct {
+	appID int64
+	nonce string
+	at    time.Time
+	res   chan nonceResult
+}
+
+// nonceResult tells a claim its fate, or that it now leads: it commits
+// the next batch for everyone waiting.
+type nonceResult struct {
+	fresh bool
+	err   error
+	lead  bool
+}
+
+// maxNonceBatch bounds one transaction.
+const maxNonceBatch = 512
+
+// claim records (appID, nonce). It reports false when the nonce was
+// already used.
+func (l *nonceLedger) claim(ctx context.Context, appID int64, nonce string, at time.Time) (bool, error) {
+	c := &nonceClaim{appID: appID, nonce: nonce, at: at, res: make(chan nonceResult, 1)}
+	l.mu.Lock()
+	l.queue = append(l.queue, c)
+	if l.leading {
+		l.mu.Unlock()
+		r := <-c.res
+		if !r.lead {
+			return r.fresh, r.err
+		}
+		l.mu.Lock()
+	}
+	l.leading = true
+	// Lead: commit what is queued (this claim included), then hand the
+	// lead to a waiting claim so no caller serves others for long.
+	n := min(len(l.queue), maxNonceBatch)
+	batch := l.queue[:n:n]
+	l.queue = l.queue[n:]
+	purge := at.Sub(l.purged) > time.Minute
+	if purge {
+		l.purged = at
+	}
+	l.mu.Unlock()
+
+	// A caller's cancelled request must not abort the others' batch.
+	l.commit(context.WithoutCancel(ctx), batch, purge)
+
+	l.mu.Lock()
+	if len(l.queue) > 0 {
+		l.queue[0].res <- nonceResult{lead: true}
+	} else {
+		l.leading = false
+	}
+	l.mu.Unlock()
+	r := <-c.res
+	return r.fresh, r.err
+}
+
+// commit writes a batch in one transaction and answers every claim.
+func (l *nonceLedger) commit(ctx context.Context, batch []*nonceClaim, purge bool) {
+	type key struct {
+		app   int64
+		nonce string
+	}
+	first := map[key]*nonceClaim{}
+	fresh := map[*nonceClaim]bool{}
+	err := l.db.InTx(ctx, func(tx *store.Tx) error {
+		clear(first)
+		clear(fresh)
+		for _, c := range batch {
+			k := key{c.appID, c.nonce}
+			if first[k] != nil {
+				continue // the same nonce twice in one batch: the first wins
+			}
+			first[k] = c
+			res, err := tx.Exec(ctx, "INSERT INTO app_nonces (app_id, nonce, seen_at) VALUES (?, ?, ?) ON CONFLICT (app_id, nonce) DO NOTHING",
+				c.appID, c.nonce, c.at)
+			if err != nil {
+				return err
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return err
+			}
+			fresh[c] = n == 1
+		}
+		if purge {
+			// Nonces older than twice the window can never be replayed:
+			// their timestamps are refused anyway.
+			_, err := tx.Exec(ctx, "DELETE FROM app_nonces WHERE seen_at < ?", batch[0].at.Add(-2*Window))
+			return err
+		}
+		return nil
+	})
+	for _, c := range batch {
+		c.res <- nonceResult{fresh: err == nil && fresh[c], err: err}
+	}
+}
+
+// appCache keeps verified apps with their opened secrets for a short time,
+// so a signed request costs no query for its app. Rotating or revoking an
+// app on this server drops the cache at once; servers sharing the
+// database follow within ttl.
+type appCache struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	entries map[string]cachedApp
+}
+
+type cachedApp struct {
+	app    App
+	secret []byte
+	loaded time.Time
+}
+
+func (c *appCache) get(key string) (cachedApp, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[key]
+	if !ok || time.Since(e.loaded) >= c.ttl {
+		return cachedApp{}, false
+	}
+	return e, true
+}
+
+func (c *appCache) put(key string, e cachedApp) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) > 10000 {
+		clear(c.entries)
+	}
+	c.entries[key] = e
+}
+
+func (c *appCache) drop() {
+	c.mu.Lock()
+	clear(c.entries)
+	c.mu.Unlock()
+}
