@@ -61,6 +61,13 @@ func (e *Error) OnRow(row int) *Error {
 	return &c
 }
 
+// With returns a copy with more specific messages.
+func (e *Error) With(zh, en string) *Error {
+	c := *e
+	c.ZH, c.EN = zh, en
+	return &c
+}
+
 // Message returns the message in lang ("en" or Chinese otherwise).
 func (e *Error) Message(lang string) string {
 	if lang == "en" {

@@ -6,13 +6,17 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"govshare/internal/apperr"
+	"govshare/internal/mask"
+	"govshare/internal/quality"
 )
 
 // ShareType is 共享类型.
@@ -232,12 +236,15 @@ func (it *DataItem) validate(prefix string) error {
 	case it.Sensitivity != "" && !slices.Contains(Sensitivities, it.Sensitivity):
 		return invalid("catalog.item_sensitivity_invalid", prefix+"sensitivity", "敏感级别应为 public/internal/sensitive/secret", "sensitivity is public, internal, sensitive or secret")
 	}
-	if it.MaskRule != "" && !validMaskRule(it.MaskRule) {
+	rule, err := mask.Parse(it.MaskRule)
+	if err != nil {
 		return invalid("catalog.item_mask_rule_invalid", prefix+"mask_rule", "脱敏规则无效，可用：keep(m,n)、surname、district、hash、replace(字符)", "unknown masking rule; use keep(m,n), surname, district, hash or replace(c)")
+	}
+	it.MaskRule = rule.String() // kept in the one spelling every reader parses back
+	if err := quality.Parse(it.QualityRule); err != nil {
+		var re *quality.RuleError
+		errors.As(err, &re)
+		return invalid("catalog.item_quality_rule_invalid", prefix+"quality_rule", "质量规则“"+re.Part+"”无效："+re.ZH, "invalid quality rule "+strconv.Quote(re.Part)+": "+re.EN)
 	}
 	return nil
 }
-
-var maskRuleRE = regexp.MustCompile(`^(keep\(\d{1,2},\d{1,2}\)|surname|district|hash|replace\(.{1,8}\))$`)
-
-func validMaskRule(s string) bool { return maskRuleRE.MatchString(strings.TrimSpace(s)) }

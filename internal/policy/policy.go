@@ -19,6 +19,10 @@ const (
 	Consumer      Role = "consumer"       // 使用部门用户
 )
 
+// AppClient is held by a department's app (接入应用) beside Consumer while
+// it acts; no user holds it, so it is not among AllRoles.
+const AppClient Role = "app"
+
 // AllRoles lists every role in display order.
 var AllRoles = []Role{PlatformAdmin, SecurityAdmin, Auditor, DeptAdmin, DeptReviewer, Consumer}
 
@@ -90,6 +94,7 @@ const (
 	CalendarManage       Action = "calendar.manage"        // maintain the working-day calendar
 	AppManage            Action = "app.manage"             // register, rotate and revoke the department\'s apps
 	WebhookManage        Action = "webhook.manage"         // register, disable and rotate the department's webhooks; read their delivery log
+	RefDataManage        Action = "refdata.manage"         // load the region table and the code tables the quality rules check against
 
 	ShareApply      Action = "share.apply"      // apply, subscribe, withdraw and escalate for the own department
 	ShareView       Action = "share.view"       // see the department's applications and grants
@@ -97,13 +102,18 @@ const (
 	ShareCoordinate Action = "share.coordinate" // coordinate escalated applications and rule; answer negotiations
 	GrantRevoke     Action = "grant.revoke"     // revoke a grant the department gave
 
+	ResourceMount Action = "resource.mount" // mount a published entry: create its table in the platform's store
+	DataSubmit    Action = "data.submit"    // send data of the department's resources (upload, push), zero reports, fix quarantined records
+	DataView      Action = "data.view"      // see a resource's batches, quality reports and quarantine
+	DataPreview   Action = "data.preview"   // see the first rows of a resource, masked
+
 	CatalogRate Action = "catalog.rate" // rate a published entry of another department
 	DemandPost  Action = "demand.post"  // post a data demand (需求目录)
 )
 
 // peopleOnly are actions only a person may take: an app acting for its
 // department never creates tokens, rates entries or posts demands.
-var peopleOnly = map[Action]bool{TokenManageOwn: true, CatalogRate: true, DemandPost: true}
+var peopleOnly = map[Action]bool{TokenManageOwn: true, CatalogRate: true, DemandPost: true, DataPreview: true}
 
 // Target is what the action applies to.
 type Target struct {
@@ -148,12 +158,18 @@ var rules = map[Action]map[Role]scope{
 	CalendarManage:       {PlatformAdmin: all},
 	AppManage:            {DeptAdmin: ownDept},
 	WebhookManage:        {DeptAdmin: ownDept, PlatformAdmin: all},
+	RefDataManage:        {PlatformAdmin: all},
 
 	ShareApply:      {DeptAdmin: ownDept, Consumer: ownDept},
 	ShareView:       {PlatformAdmin: all, DeptAdmin: ownDept, DeptReviewer: ownDept, Consumer: ownDept},
 	ShareDecide:     {DeptAdmin: ownDept, DeptReviewer: ownDept},
 	ShareCoordinate: {PlatformAdmin: all},
 	GrantRevoke:     {PlatformAdmin: all, DeptAdmin: ownDept},
+
+	ResourceMount: {PlatformAdmin: all, DeptAdmin: ownDept},
+	DataSubmit:    {DeptAdmin: ownDept, AppClient: ownDept},
+	DataView:      {PlatformAdmin: all, DeptAdmin: ownDept, DeptReviewer: ownDept, AppClient: ownDept},
+	DataPreview:   {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
 
 	CatalogRate: {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
 	DemandPost:  {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},

@@ -39,6 +39,7 @@ func TestRoleActionTable(t *testing.T) {
 		policy.CalendarManage:       {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.AppManage:            {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.WebhookManage:        {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.RefDataManage:        {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.ShareApply:           {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: O},
 		policy.ShareView:            {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: O, policy.Consumer: O},
 		policy.ShareDecide:          {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: O, policy.Consumer: N},
@@ -46,6 +47,10 @@ func TestRoleActionTable(t *testing.T) {
 		policy.GrantRevoke:          {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.CatalogRate:          {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: A, policy.DeptAdmin: A, policy.DeptReviewer: A, policy.Consumer: A},
 		policy.DemandPost:           {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: A, policy.DeptAdmin: A, policy.DeptReviewer: A, policy.Consumer: A},
+		policy.ResourceMount:        {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.DataSubmit:           {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.DataView:             {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: O, policy.Consumer: N},
+		policy.DataPreview:          {policy.PlatformAdmin: A, policy.SecurityAdmin: A, policy.Auditor: A, policy.DeptAdmin: A, policy.DeptReviewer: A, policy.Consumer: A},
 	}
 	for act, byRole := range table {
 		for _, role := range policy.AllRoles {
@@ -97,5 +102,14 @@ func TestAppsAreNotPeople(t *testing.T) {
 	}
 	if !policy.Allowed(app, policy.ShareApply, policy.Target{DeptID: 10}) {
 		t.Error("an app cannot act as its department's consumer")
+	}
+	// An app of the provider department pushes its data; no other app does.
+	pusher := app
+	pusher.Roles = append(pusher.Roles, policy.AppClient)
+	if !policy.Allowed(pusher, policy.DataSubmit, policy.Target{DeptID: 10}) || policy.Allowed(pusher, policy.DataSubmit, policy.Target{DeptID: 20}) {
+		t.Error("data.submit for apps: own department only")
+	}
+	if policy.Allowed(pusher, policy.DataPreview, policy.Target{DeptID: 10}) {
+		t.Error("an app previews data")
 	}
 }

@@ -25,7 +25,11 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/config"
 	"govshare/internal/identity"
+	"govshare/internal/mask"
 	"govshare/internal/notify"
+	"govshare/internal/quality"
+	"govshare/internal/refdata"
+	"govshare/internal/resource"
 	"govshare/internal/search"
 	"govshare/internal/secret"
 	"govshare/internal/share"
@@ -60,11 +64,14 @@ type Platform struct {
 	Identity *identity.Service
 	Catalog  *catalog.Service
 	Calendar *calendar.Calendar
-	Apps     *share.Apps
-	Notify   *notify.Service
-	Share    *share.Service
-	Log      *slog.Logger
-	Out      io.Writer
+	RefData  *refdata.Service
+	// Resources is the resource store (数据归集).
+	Resources *resource.Service
+	Apps      *share.Apps
+	Notify    *notify.Service
+	Share     *share.Service
+	Log       *slog.Logger
+	Out       io.Writer
 }
 
 // Logger builds the JSON logger at the configured level.
@@ -190,9 +197,20 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	defer p.Bus.Close()
 	p.Identity = identity.NewService(p.DB, p.Audit, p.Keys, identity.DefaultConfig())
 	p.Calendar = calendar.New(p.DB, p.Audit)
+	p.RefData = refdata.New(p.DB, p.Audit)
+	if err := p.RefData.EnsureDefaults(ctx); err != nil {
+		return fmt.Errorf("reference data: %w", err)
+	}
 	p.Apps = share.NewApps(p.DB, p.Audit, p.Keys)
 	p.Notify = notify.New(p.DB, p.Audit, p.Keys, log)
 	p.Catalog = catalog.NewService(p.DB, p.Audit, p.Calendar, CatalogConfig(cfg))
+	p.Resources = resource.New(p.DB, p.Audit, p.Catalog, func(ctx context.Context) (quality.Reference, error) { return p.RefData.Reference(ctx) }, log)
+	// A mounted resource follows each new version of its entry.
+	p.Catalog.OnChange(func(ctx context.Context, id int64) {
+		if err := p.Resources.Follow(ctx, id); err != nil {
+			log.Warn("resource does not follow its entry's new version", "entry", id, "err", err)
+		}
+	})
 	p.Share = share.NewService(p.DB, p.Audit, p.Catalog, p.Calendar, p.Notify, ShareConfig(cfg, log))
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
@@ -229,7 +247,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 
 	h, err := web.New(web.Deps{
-		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, Apps: p.Apps, Notify: p.Notify, Share: p.Share, Todos: todo.New(p.Catalog, p.Share), Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, RefData: p.RefData, Apps: p.Apps, Notify: p.Notify, Share: p.Share, Todos: todo.New(p.Catalog, p.Share, p.Resources), Resources: p.Resources, Masker: mask.New(p.Keys.Derive("mask/hash")), Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),
@@ -309,7 +327,7 @@ const reminderEvery = 5 * time.Minute
 // administrators too. A domain joins by implementing
 // notify.DeadlineSource and being listed here.
 func (p *Platform) deadlineSources() []notify.DeadlineSource {
-	return []notify.DeadlineSource{p.Catalog, p.Share}
+	return []notify.DeadlineSource{p.Catalog, p.Share, p.Resources}
 }
 
 // retentionLoop prunes expired audit events once a day.

@@ -76,6 +76,8 @@ func (s *Server) apiRoutes() {
 	s.todoAPI(api)
 	s.notifyAPI(api)
 	s.shareAPI(api)
+	s.refdataAPI(api)
+	s.resourceAPI(api)
 }
 
 // apiAuth resolves the caller of every operation: a user's bearer token,
@@ -121,7 +123,7 @@ func (s *Server) appAuth(ctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	// An app acts for its department as a consumer would.
-	u := identity.User{Login: "app:" + app.Key, Name: app.Name, DeptID: app.DeptID, Roles: []policy.Role{policy.Consumer}, Status: identity.StatusActive}
+	u := identity.User{Login: "app:" + app.Key, Name: app.Name, DeptID: app.DeptID, Roles: []policy.Role{policy.Consumer, policy.AppClient}, Status: identity.StatusActive}
 	next(huma.WithValue(ctx, keyPrincipal, &principal{User: u, App: &app}))
 }
 

@@ -468,6 +468,9 @@ type authzFixture struct {
 	appByA     share.Application // A's application to C, submitted
 	attachment share.Attachment  // attached to appByA
 	grantToA   int64             // C's grant to A (a subscription)
+
+	// The data of A's published entry, mounted on first use.
+	resourceCode string
 }
 
 func newAuthzFixture(t *testing.T, db *store.DB) *authzFixture {

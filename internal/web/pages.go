@@ -62,6 +62,8 @@ func (s *Server) pageRoutes() {
 	s.todoRoutes()
 	s.notifyRoutes()
 	s.shareRoutes()
+	s.refdataRoutes()
+	s.resourceRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -6,11 +6,13 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"govshare/internal/apperr"
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
+	"govshare/internal/resource"
 	"govshare/internal/search"
 	"govshare/internal/share"
 )
@@ -358,6 +360,14 @@ type entryPageData struct {
 	// ShareAction is how the user's department may ask for the resource:
 	// subscription, application or negotiation; empty when it may not.
 	ShareAction string
+	// The data behind the entry, when it is mounted.
+	Resource   *resource.Resource
+	Timeliness resource.Timeliness
+	Preview    *resource.Preview
+	Bars       []volumeBar
+	VolumeW    int
+	CanMount   bool
+	CanManage  bool
 }
 
 func (s *Server) entryPage(w http.ResponseWriter, r *http.Request, c *current) {
@@ -385,6 +395,22 @@ func (s *Server) renderEntry(w http.ResponseWriter, r *http.Request, c *current,
 	d.Ratings, _ = s.Catalog.Ratings(r.Context(), e.ID)
 	d.CanRate = e.PublishedVersion > 0 && e.State != catalog.Retired && e.DeptID != c.user.DeptID
 	d.Related, _ = s.Catalog.Related(r.Context(), e, 6)
+	if s.Resources != nil && e.PublishedVersion > 0 {
+		if res, err := s.Resources.ByEntry(r.Context(), e.ID); err == nil {
+			d.Resource, d.Timeliness = &res, res.Timeliness(time.Now())
+			d.CanManage = policy.Allowed(a, policy.DataView, policy.Target{DeptID: res.DeptID})
+			if vol, err := s.Resources.Volume(r.Context(), res.Code, 14); err == nil {
+				d.Bars, d.VolumeW = volumeBars(vol)
+			}
+			if policy.Allowed(a, policy.DataPreview, policy.Target{DeptID: res.DeptID}) && res.RecordCount > 0 {
+				if p, err := s.Resources.Preview(r.Context(), a, res.Code, 10, s.Masker); err == nil {
+					d.Preview = &p
+				}
+			}
+		} else if e.State != catalog.Retired {
+			d.CanMount = policy.Allowed(a, policy.ResourceMount, policy.Target{DeptID: e.DeptID})
+		}
+	}
 	classes, _ := s.Catalog.Classifications(r.Context())
 	for _, cl := range classes {
 		if cl.Code == d.Shown.ClassCode {

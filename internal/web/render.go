@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,6 +81,9 @@ func nav(u *identity.User) []navGroup {
 	if policy.Any(a, policy.CalendarManage) {
 		sys = append(sys, navItem{Key: "nav.calendar", Href: "/calendar"})
 	}
+	if policy.Any(a, policy.RefDataManage) {
+		sys = append(sys, navItem{Key: "nav.regions", Href: "/refdata/regions"}, navItem{Key: "nav.codes", Href: "/refdata/codes"})
+	}
 	if policy.Any(a, policy.AuditRead) {
 		sys = append(sys, navItem{Key: "nav.audit", Href: "/audit"})
 	}
@@ -89,6 +93,9 @@ func nav(u *identity.User) []navGroup {
 		cat = append(cat, navItem{Key: "nav.catalog.manage", Href: "/catalog/manage"})
 	}
 	cat = append(cat, navItem{Key: "nav.demands", Href: "/demands"}, navItem{Key: "nav.classes", Href: "/classifications"})
+	if policy.Any(a, policy.DataView) {
+		cat = append(cat, navItem{Key: "nav.resources", Href: "/resources"})
+	}
 	groups = append(groups, navGroup{Title: "nav.group.catalog", Items: cat})
 	if policy.Any(a, policy.ShareView) {
 		groups = append(groups, navGroup{Title: "nav.group.share", Items: []navItem{{Key: "nav.applications", Href: "/applications"}, {Key: "nav.grants", Href: "/grants"}}})
@@ -163,7 +170,10 @@ func funcs(lang Lang) template.FuncMap {
 			return strings.Repeat("★", max(0, min(n, 5))) + strings.Repeat("☆", 5-max(0, min(n, 5)))
 		},
 		"list": func(xs ...string) []string { return xs },
-		"join": func(xs []string, sep string) string { return strings.Join(xs, sep) },
+		// respath is a resource's page, its code's "/" escaped.
+		"respath": resourcePath,
+		"pct":     func(f float64) string { return strconv.FormatFloat(f*100, 'f', 1, 64) + "%" },
+		"join":    func(xs []string, sep string) string { return strings.Join(xs, sep) },
 		"chars": func(s string) []string {
 			out := make([]string, 0, len(s))
 			for _, r := range s {

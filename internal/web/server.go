@@ -25,7 +25,10 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
+	"govshare/internal/mask"
 	"govshare/internal/notify"
+	"govshare/internal/refdata"
+	"govshare/internal/resource"
 	"govshare/internal/secret"
 	"govshare/internal/share"
 	"govshare/internal/todo"
@@ -47,15 +50,19 @@ type Deps struct {
 	Identity *identity.Service
 	Catalog  *catalog.Service
 	Calendar *calendar.Calendar
+	RefData  *refdata.Service // the region table and the code tables
 	Apps     *share.Apps
 	Share    *share.Service
-	Notify   *notify.Service
-	Todos    *todo.Inbox
-	Audit    *audit.Log
-	Keys     *secret.Keys
-	Log      *slog.Logger
-	Ready    map[string]Checker // name → check, e.g. "database", "bus"
-	Version  string
+	// Resources is the resource store; Masker masks what previews show.
+	Resources *resource.Service
+	Masker    *mask.Masker
+	Notify    *notify.Service
+	Todos     *todo.Inbox
+	Audit     *audit.Log
+	Keys      *secret.Keys
+	Log       *slog.Logger
+	Ready     map[string]Checker // name → check, e.g. "database", "bus"
+	Version   string
 	// SecureCookies marks cookies Secure; set when served over TLS or
 	// behind a TLS-terminating proxy.
 	SecureCookies bool

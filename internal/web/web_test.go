@@ -22,8 +22,12 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/identity"
+	"govshare/internal/mask"
 	"govshare/internal/notify"
 	"govshare/internal/policy"
+	"govshare/internal/quality"
+	"govshare/internal/refdata"
+	"govshare/internal/resource"
 	"govshare/internal/search"
 	"govshare/internal/secret"
 	"govshare/internal/share"
@@ -43,6 +47,7 @@ type env struct {
 	log    *audit.Log
 	keys   *secret.Keys
 	db     *store.DB
+	res    *resource.Service
 	city   identity.Department
 	police identity.Department
 	tokens map[policy.Role]string // API token of a user holding the role
@@ -75,13 +80,19 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	cat.UseIndex(idx)
 	ntf := notify.New(db, log, keys, nil)
 	shr := share.NewService(db, log, cat, calendar.Weekdays{}, ntf, share.Config{})
-	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), Apps: share.NewApps(db, log, keys), Share: shr, Todos: todo.New(cat, shr), Notify: ntf, Audit: log, Keys: keys, Version: "test", Ready: ready})
+	ref := refdata.New(db, log)
+	if err := ref.EnsureDefaults(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := resource.New(db, log, cat, func(ctx context.Context) (quality.Reference, error) { return ref.Reference(ctx) }, nil)
+	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), RefData: ref, Apps: share.NewApps(db, log, keys), Share: shr,
+		Todos: todo.New(cat, shr, res), Notify: ntf, Resources: res, Masker: mask.New(keys.Derive("mask/hash")), Audit: log, Keys: keys, Version: "test", Ready: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, keys: keys, db: db, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
+	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, keys: keys, db: db, res: res, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
 	e.city, err = ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "示范市人民政府", CreditCode: identity.SyntheticCreditCode("350100", 1), RegionCode: "350100"})
 	if err != nil {
 		t.Fatal(err)
