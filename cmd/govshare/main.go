@@ -48,6 +48,7 @@ Usage:
   govshare bench search [flags]   measure catalog search latency against a LIKE scan
   govshare bench sharing [flags]  measure signed app requests over HTTP against an unsigned no-op
   govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
+  govshare data template CODE [FILE] | upload FILE --resource CODE  a resource's upload template, or load a filled one (progress shown)
   govshare refdata regions import FILE | codes import NAME FILE  load the region table or a code table (platform administrator)
   govshare call [flags] METHOD PATH  send one request signed as an app (secret in GOVSHARE_APP_SECRET)
   govshare totp SECRET            print the current one-time code for a TOTP secret (demo and tests)
@@ -111,6 +112,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return errors.New("usage: govshare bench audit|search|sharing --db DSN …")
 	case "catalog":
 		return catalogCmd(ctx, rest, stdout, stderr)
+	case "data":
+		return dataCmd(ctx, rest, stdout, stderr)
 	case "refdata":
 		return refdataCmd(ctx, rest, stdout, stderr)
 	case "call":

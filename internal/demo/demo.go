@@ -79,6 +79,9 @@ func Seed(ctx context.Context, p *server.Platform) error {
 			return err
 		}
 		p.Log.Info("demo catalog loaded", "entries", len(entries))
+		if err := loadData(ctx, p, entries); err != nil {
+			return err
+		}
 		apps, err := loadSharing(ctx, p, entries)
 		if err != nil {
 			return err

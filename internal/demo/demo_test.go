@@ -15,6 +15,9 @@ import (
 	"govshare/internal/demo"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
+	"govshare/internal/quality"
+	"govshare/internal/refdata"
+	"govshare/internal/resource"
 	"govshare/internal/secret"
 	"govshare/internal/server"
 	"govshare/internal/share"
@@ -39,6 +42,11 @@ func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
 		p := &server.Platform{Config: &cfg, DB: db, Keys: keys, Audit: log, Identity: identity.NewService(db, log, keys, identity.DefaultConfig()), Catalog: cat, Calendar: cal,
 			Apps: share.NewApps(db, log, keys), Share: share.NewService(db, log, cat, cal, nil, share.Config{}),
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: &out}
+		p.RefData = refdata.New(db, log)
+		if err := p.RefData.EnsureDefaults(ctx); err != nil {
+			t.Fatal(err)
+		}
+		p.Resources = resource.New(db, log, cat, func(ctx context.Context) (quality.Reference, error) { return p.RefData.Reference(ctx) }, nil)
 		if err := demo.Seed(ctx, p); err != nil {
 			t.Fatal(err)
 		}
@@ -89,6 +97,20 @@ func TestDemoCityHasEveryRoleAndValidCodes(t *testing.T) {
 		}
 		if !strings.Contains(out.String(), "GOVSHARE_APP_SECRET=") {
 			t.Fatalf("the demo app's credentials are not listed")
+		}
+		// Data behind two entries, with three records in the quarantine.
+		rs, err := p.Resources.List(ctx, 0)
+		if err != nil || len(rs) != 2 {
+			t.Fatalf("demo resources: %d %v", len(rs), err)
+		}
+		counts := map[string]int64{}
+		for _, r := range rs {
+			counts[r.Name] = r.RecordCount
+			q, _ := p.Resources.Quarantine(ctx, admin, r.Code, "", 0)
+			counts[r.Name+"/quarantine"] = int64(len(q))
+		}
+		if counts["户籍登记信息"] != 60 || counts["户籍登记信息/quarantine"] != 3 || counts["企业法人登记信息"] != 30 || counts["企业法人登记信息/quarantine"] != 0 {
+			t.Fatalf("demo data: %v", counts)
 		}
 		// A second start loads nothing new and prints the accounts again.
 		out.Reset()
