@@ -711,3 +711,15 @@ func (s *Service) BatchFor(ctx context.Context, actor policy.Actor, code string,
 	}
 	return s.Batch(ctx, code, id)
 }
+
+// LatestReport returns a resource's last applied batch, for its quality
+// report on the entry page: counts per item and rule and row numbers, no
+// values.
+func (s *Service) LatestReport(ctx context.Context, code string) (Batch, error) {
+	b, err := scanBatch(s.db.QueryRow(ctx, "SELECT "+batchCols+` FROM resource_batches b JOIN resources r ON r.id = b.resource_id
+		WHERE r.code = ? AND b.state = 'applied' AND b.source <> 'quarantine' ORDER BY b.id DESC LIMIT 1`, code))
+	if errors.Is(err, sql.ErrNoRows) {
+		return b, apperr.ErrNotFound
+	}
+	return b, err
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"govshare/internal/apperr"
+	"govshare/internal/audit"
 	"govshare/internal/resource"
 )
 
@@ -83,6 +84,10 @@ type zeroIn struct {
 	}
 }
 
+// errPushAppsOnly refuses a push that is not a signed app request.
+var errPushAppsOnly = apperr.New(http.StatusForbidden, "resource.push_apps_only", "推送接口只接受提供部门接入应用的签名请求；人工上传请使用资源页面或 govshare data upload",
+	"the push API takes signed requests of the provider department's apps only; people upload on the resource's page or with govshare data upload")
+
 // unescapeCode accepts resource codes with their "/" escaped.
 func unescapeCode(c string) string {
 	return strings.ReplaceAll(strings.ReplaceAll(c, "%2F", "/"), "%2f", "/")
@@ -144,10 +149,12 @@ func (s *Server) resourceAPI(api huma.API) {
 				"send text/csv or application/x-ndjson").OnField("Content-Type"))
 		}
 		p := principalFrom(ctx)
-		detail := p.User.Login
-		if p.App != nil {
-			detail = p.App.Key
+		if p.App == nil {
+			// Systems push; people upload on the resource's page.
+			_ = s.Audit.Append(ctx, audit.By(p.actor(), "data.push", "resource", code, audit.ResultDenied, map[string]any{"reason": "not an app"}))
+			return nil, s.fail(ctx, errPushAppsOnly)
 		}
+		detail := p.App.Key
 		b, err := s.Resources.Submit(ctx, p.actor(), code, resource.SubmitOptions{Source: resource.SourceAPI, Detail: detail,
 			ClientBatchID: in.BatchID, MaxErrors: in.MaxErrors}, rows)
 		if err != nil {

@@ -73,5 +73,6 @@ var resourceMessages = map[string][2]string{
 	"res.preview.masked":    {"已按信息项的脱敏规则处理", "masked by the items' rules"},
 	"res.not_mounted":       {"该资源尚未挂接：挂接后平台库中将建立对应的数据表，可上传或推送数据。", "Not mounted yet: mounting creates its table in the platform's store, ready for uploads and pushes."},
 	"res.mount":             {"挂接资源", "Mount"},
+	"res.latest_report":     {"最近一批的质量报告", "Quality report of the latest batch"},
 	"res.mounted":           {"已挂接", "Mounted"},
 }

@@ -362,6 +362,7 @@ type entryPageData struct {
 	ShareAction string
 	// The data behind the entry, when it is mounted.
 	Resource   *resource.Resource
+	Report     *resource.Batch
 	Timeliness resource.Timeliness
 	Preview    *resource.Preview
 	Bars       []volumeBar
@@ -399,6 +400,9 @@ func (s *Server) renderEntry(w http.ResponseWriter, r *http.Request, c *current,
 		if res, err := s.Resources.ByEntry(r.Context(), e.ID); err == nil {
 			d.Resource, d.Timeliness = &res, res.Timeliness(time.Now())
 			d.CanManage = policy.Allowed(a, policy.DataView, policy.Target{DeptID: res.DeptID})
+			if b, err := s.Resources.LatestReport(r.Context(), res.Code); err == nil {
+				d.Report = &b
+			}
 			if vol, err := s.Resources.Volume(r.Context(), res.Code, 14); err == nil {
 				d.Bars, d.VolumeW = volumeBars(vol)
 			}

@@ -33,7 +33,8 @@ func init() {
 		authzRow{op: "GET /api/v1/resources", status: 200, allow: anyDept(rolesAndApps...), req: noReq},
 		authzRow{op: "GET /api/v1/resources/{code}", status: 200, allow: anyDept(rolesAndApps...), req: codeReq},
 		authzRow{op: "GET /api/v1/resources/{code}/volume", status: 200, allow: anyDept(rolesAndApps...), req: codeReq},
-		authzRow{op: "POST /api/v1/resources/{code}/batches", status: 201, allow: submitters,
+		// Systems push (signed apps of the provider); people upload on the page.
+		authzRow{op: "POST /api/v1/resources/{code}/batches", status: 201, allow: ownDept(appRole),
 			req: func(fx *authzFixture) authzReq {
 				return authzReq{params: code(fx), raw: fmt.Appendf(nil, "no\nM%d\n", fx.next()), ctype: "text/csv"}
 			}},
