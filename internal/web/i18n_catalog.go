@@ -66,7 +66,6 @@ var catalogMessages = map[string][2]string{
 	"cat.reason.field":       {"涉及字段(可选)", "Field concerned (optional)"},
 	"cat.change_reason":      {"变更原因", "Reason for the change"},
 	"cat.note":               {"说明", "Note"},
-	"cat.later":              {"以下内容将在后续功能中提供：数据预览、交换量、数据血缘、共享申请。", "Coming with later capabilities: data preview, exchange volume, lineage, applying for the data."},
 	"cat.all_states":         {"全部状态", "All states"},
 	"cat.class.code":         {"分类代码", "Code"},
 	"cat.class.name":         {"分类名称", "Name"},
