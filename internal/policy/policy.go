@@ -95,6 +95,7 @@ const (
 	AppManage            Action = "app.manage"             // register, rotate and revoke the department\'s apps
 	WebhookManage        Action = "webhook.manage"         // register, disable and rotate the department's webhooks; read their delivery log
 	RefDataManage        Action = "refdata.manage"         // load the region table and the code tables the quality rules check against
+	NodeManage           Action = "node.manage"            // enrol, list and revoke the department's exchange nodes (前置机)
 
 	ShareApply      Action = "share.apply"      // apply, subscribe, withdraw and escalate for the own department
 	ShareView       Action = "share.view"       // see the department's applications and grants
@@ -159,6 +160,7 @@ var rules = map[Action]map[Role]scope{
 	AppManage:            {DeptAdmin: ownDept},
 	WebhookManage:        {DeptAdmin: ownDept, PlatformAdmin: all},
 	RefDataManage:        {PlatformAdmin: all},
+	NodeManage:           {PlatformAdmin: all, DeptAdmin: ownDept},
 
 	ShareApply:      {DeptAdmin: ownDept, Consumer: ownDept},
 	ShareView:       {PlatformAdmin: all, DeptAdmin: ownDept, DeptReviewer: ownDept, Consumer: ownDept},

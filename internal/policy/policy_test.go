@@ -40,6 +40,7 @@ func TestRoleActionTable(t *testing.T) {
 		policy.AppManage:            {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.WebhookManage:        {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.RefDataManage:        {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: N, policy.DeptReviewer: N, policy.Consumer: N},
+		policy.NodeManage:           {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: N},
 		policy.ShareApply:           {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: N, policy.Consumer: O},
 		policy.ShareView:            {policy.PlatformAdmin: A, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: O, policy.Consumer: O},
 		policy.ShareDecide:          {policy.PlatformAdmin: N, policy.SecurityAdmin: N, policy.Auditor: N, policy.DeptAdmin: O, policy.DeptReviewer: O, policy.Consumer: N},
