@@ -47,6 +47,7 @@ Usage:
   govshare bench audit [flags]    measure audit append throughput against single-row inserts
   govshare bench search [flags]   measure catalog search latency against a LIKE scan
   govshare bench sharing [flags]  measure signed app requests over HTTP against an unsigned no-op
+  govshare bench ingest [flags]   measure loading a CSV into a resource against COPY (PostgreSQL) or batched INSERTs (SQLite)
   govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
   govshare data template CODE [FILE] | upload FILE --resource CODE  a resource's upload template, or load a filled one (progress shown)
   govshare refdata regions import FILE | codes import NAME FILE  load the region table or a code table (platform administrator)
@@ -109,7 +110,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(rest) > 0 && rest[0] == "sharing" {
 			return benchSharing(ctx, rest[1:], stdout, stderr)
 		}
-		return errors.New("usage: govshare bench audit|search|sharing --db DSN …")
+		if len(rest) > 0 && rest[0] == "ingest" {
+			return benchIngest(ctx, rest[1:], stdout, stderr)
+		}
+		return errors.New("usage: govshare bench audit|search|sharing|ingest --db DSN …")
 	case "catalog":
 		return catalogCmd(ctx, rest, stdout, stderr)
 	case "data":

@@ -6,15 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
 	"govshare/internal/apperr"
 	"govshare/internal/audit"
-	"govshare/internal/calendar"
 	"govshare/internal/policy"
 	"govshare/internal/quality"
 	"govshare/internal/store"
@@ -49,7 +46,9 @@ type SubmitOptions struct {
 	// MaxErrors is how many records may fail before the whole batch is
 	// refused; 0 means DefaultMaxErrors, a negative number no limit.
 	MaxErrors int
-	// Progress, when set, is told the number of rows read so far.
+	// Progress, when set, is told the number of rows read so far, every
+	// thousand rows and at the end, one call at a time from the goroutine
+	// that reads the rows.
 	Progress func(rows int64)
 }
 
@@ -124,6 +123,21 @@ func (b *reportBuilder) add(row int64, v quality.Violation) {
 	rc.Count++
 	if len(rc.Rows) < 5 {
 		rc.Rows = append(rc.Rows, row)
+	}
+}
+
+// addMany counts n failures of v found together, with the first rows.
+func (b *reportBuilder) addMany(v quality.Violation, n int64, rows []int64) {
+	if n == 0 || len(rows) == 0 {
+		return
+	}
+	b.add(rows[0], v)
+	rc := b.rules[ruleKey{v.Item, v.Rule}]
+	rc.Count += n - 1
+	for _, row := range rows[1:] {
+		if len(rc.Rows) < 5 {
+			rc.Rows = append(rc.Rows, row)
+		}
 	}
 }
 
@@ -208,7 +222,8 @@ func hasRule(rule, name string) bool {
 // that fail go to the quarantine with their reasons; if more fail than the
 // batch allows, nothing is applied; otherwise the good records are applied
 // in one transaction (inserts, updates and deletes by key, with history
-// and lineage) and the batch's report is kept.
+// and lineage) and the batch's report is kept. Rows are streamed through a
+// temporary table (stage.go), so memory does not grow with the batch.
 func (s *Service) Submit(ctx context.Context, actor policy.Actor, code string, opt SubmitOptions, rows Rows) (Batch, error) {
 	r, err := s.ByCode(ctx, code)
 	if err != nil {
@@ -238,9 +253,8 @@ func (s *Service) Submit(ctx context.Context, actor policy.Actor, code string, o
 	}
 	res, runErr := s.run(ctx, r, cols, h, chk, b.ID, opt, rows)
 	if runErr != nil && res.state != "failed" {
-		// An error of the platform, not of the data: nothing was applied;
+		// An error of the platform or of the file: nothing was applied;
 		// the batch can be sent again with the same id.
-		s.cleanup(context.WithoutCancel(ctx), r, b.ID)
 		_, _ = s.db.Exec(context.WithoutCancel(ctx), "UPDATE resource_batches SET state = 'failed', error = ?, finished_at = ? WHERE id = ?",
 			runErr.Error(), s.now(), b.ID)
 		return Batch{}, runErr
@@ -300,149 +314,35 @@ func (s *Service) openBatch(ctx context.Context, actor policy.Actor, r Resource,
 
 type runResult struct{ state string }
 
-// chunk is how many rows are staged per transaction.
-const chunk = 500
-
+// run stages the batch, puts repeated keys and unique values aside, and
+// applies it unless more records failed than the batch allows.
 func (s *Service) run(ctx context.Context, r Resource, cols []Column, h header, chk *quality.Checker, batchID int64, opt SubmitOptions, rows Rows) (runResult, error) {
-	t := tablesOf(r.Table)
-	d := s.db.Dialect()
-	names := make([]string, len(cols))
-	var keyIdx []int
-	for i, c := range cols {
-		names[i] = quote(c.MachineName)
-		if c.Key {
-			keyIdx = append(keyIdx, i)
-		}
-	}
-	insertStage := store.RebindFor(d, fmt.Sprintf(`INSERT INTO %s ("_batch", "_row", "_op", %s) VALUES (?, ?, ?, %s) ON CONFLICT DO NOTHING`,
-		t.stage, strings.Join(names, ", "), store.Placeholders(len(cols))))
-	insertQuarantine := `INSERT INTO resource_quarantine (resource_id, batch_id, row_no, op, vals, violations, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`
-	var rep reportBuilder
-	var total, bad int64
-	now := s.now()
-	type pending struct {
-		row        int64
-		op         string
-		raw, canon []string
-		viol       []quality.Violation
-	}
-	buf := make([]pending, 0, chunk)
-	flush := func() error {
-		if len(buf) == 0 {
-			return nil
-		}
-		err := s.db.InTx(ctx, func(tx *store.Tx) error {
-			for _, p := range buf {
-				if len(p.viol) == 0 {
-					args := make([]any, 0, 3+len(cols))
-					args = append(args, batchID, p.row, p.op)
-					for i, c := range cols {
-						v := p.canon[i]
-						if p.op == "delete" && !c.Key {
-							v = ""
-						}
-						dv, err := dbValue(c, v)
-						if err != nil {
-							return fmt.Errorf("row %d %s: %w", p.row, c.MachineName, err)
-						}
-						args = append(args, dv)
-					}
-					res, err := tx.Exec(ctx, insertStage, args...)
-					if err != nil {
-						return fmt.Errorf("stage row %d: %w", p.row, err)
-					}
-					if n, _ := res.RowsAffected(); n == 1 {
-						continue
-					}
-					// The same key earlier in this batch.
-					p.viol = []quality.Violation{{Item: cols[keyIdx[0]].MachineName, Rule: "duplicate_key",
-						ZH: "主键与本批次前面的记录重复", EN: "the key repeats an earlier record of this batch"}}
-				}
-				vals, _ := json.Marshal(p.raw)
-				viol, _ := json.Marshal(p.viol)
-				if _, err := tx.Exec(ctx, insertQuarantine, r.ID, batchID, p.row, p.op, string(vals), string(viol), now); err != nil {
-					return err
-				}
-				bad++
-				for _, v := range p.viol {
-					rep.add(p.row, v)
-				}
-			}
-			return nil
-		})
-		buf = buf[:0]
-		return err
-	}
-	for {
-		in, err := rows.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return runResult{}, err
-		}
-		total++
-		raw := make([]string, len(cols))
-		for i, p := range h.pos {
-			if p >= 0 && p < len(in) {
-				raw[i] = in[p]
-			}
-		}
-		op := "upsert"
-		var viol []quality.Violation
-		if h.op >= 0 && h.op < len(in) {
-			var ok bool
-			if op, ok = opOf(in[h.op]); !ok {
-				op = "upsert"
-				viol = append(viol, quality.Violation{Item: "_op", Rule: "op", ZH: "操作应为 upsert 或 delete", EN: "the operation is upsert or delete"})
-			}
-		}
-		canon, v := chk.Check(raw)
-		for _, x := range v {
-			// A delete needs only its key.
-			if op == "delete" && !slices.ContainsFunc(keyIdx, func(i int) bool { return cols[i].MachineName == x.Item }) {
-				continue
-			}
-			viol = append(viol, x)
-		}
-		for _, i := range keyIdx {
-			if canon[i] == "" && !slices.ContainsFunc(viol, func(x quality.Violation) bool { return x.Item == cols[i].MachineName }) {
-				viol = append(viol, quality.Violation{Item: cols[i].MachineName, Rule: "required", ZH: "主键不能为空", EN: "the key is required"})
-			}
-		}
-		buf = append(buf, pending{row: total, op: op, raw: raw, canon: canon, viol: viol})
-		if len(buf) == chunk {
-			if err := flush(); err != nil {
-				return runResult{}, err
-			}
-			if opt.Progress != nil {
-				opt.Progress(total)
-			}
-			if opt.MaxErrors > 0 && bad > int64(opt.MaxErrors) {
-				break
-			}
-		}
-	}
-	if err := flush(); err != nil {
-		return runResult{}, err
-	}
-	if opt.Progress != nil {
-		opt.Progress(total)
-	}
-	if total == 0 {
-		return runResult{}, ErrEmpty
-	}
-	uniq, err := s.quarantineUniqueClashes(ctx, r, cols, batchID, &rep)
+	started := time.Now()
+	st, err := s.openStage(ctx, r, cols)
 	if err != nil {
 		return runResult{}, err
 	}
-	bad += uniq
+	defer st.close(ctx)
+	rc, err := s.stageRows(ctx, st, h, chk, opt, rows)
+	if err != nil {
+		return runResult{}, err
+	}
+	if rc.total == 0 {
+		return runResult{}, ErrEmpty
+	}
+	staged := time.Now()
+	rep := &rc.rep
+	repeated, err := s.repeats(ctx, st, r, rep, rc)
+	if err != nil {
+		return runResult{}, err
+	}
+	bad := rc.bad + repeated
 	report, _ := json.Marshal(rep.report())
+	checked := time.Now()
 	if opt.MaxErrors > 0 && bad > int64(opt.MaxErrors) {
-		s.cleanup(ctx, r, batchID)
 		msg := fmt.Sprintf("问题记录超过上限(%d)，整批未入库 / more records failed than the batch allows (%d): nothing was applied", opt.MaxErrors, opt.MaxErrors)
 		_, err := s.db.Exec(ctx, `UPDATE resource_batches SET state = 'failed', rows_total = ?, rows_quarantined = ?, report = ?, error = ?, finished_at = ? WHERE id = ?`,
-			total, bad, string(report), msg, s.now(), batchID)
+			rc.total, bad, string(report), msg, s.now(), batchID)
 		if err != nil {
 			return runResult{}, err
 		}
@@ -450,22 +350,16 @@ func (s *Service) run(ctx context.Context, r Resource, cols []Column, h header, 
 			fmt.Sprintf("%d条记录未通过检查，超过本批次允许的%d条，整批未入库；请查看质量报告修正后重新提交", bad, opt.MaxErrors),
 			fmt.Sprintf("%d records failed the checks, more than the %d the batch allows; nothing was applied. Fix them as the quality report says and send the batch again", bad, opt.MaxErrors))
 	}
-	return runResult{state: "applied"}, s.apply(ctx, r, cols, batchID, opt.Source, total, bad, report)
+	if err := s.apply(ctx, st, r, batchID, opt.Source, rc.total, bad, report); err != nil {
+		return runResult{}, err
+	}
+	s.log.Info("resource batch applied", "resource", r.Code, "batch", batchID, "rows", rc.total, "quarantined", bad,
+		"read_check_stage", staged.Sub(started), "repeats", checked.Sub(staged), "apply", time.Since(checked))
+	return runResult{state: "applied"}, nil
 }
 
 // ErrTooManyErrors refuses a batch with more bad records than it allows.
 var ErrTooManyErrors = apperr.New(http.StatusUnprocessableEntity, "resource.too_many_errors", "问题记录过多，整批未入库", "too many records failed; nothing was applied")
-
-// cleanup removes what a batch that is not applied left behind.
-func (s *Service) cleanup(ctx context.Context, r Resource, batchID int64) {
-	_ = s.db.InTx(ctx, func(tx *store.Tx) error {
-		if _, err := tx.Exec(ctx, `DELETE FROM `+tablesOf(r.Table).stage+` WHERE "_batch" = ?`, batchID); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, "DELETE FROM resource_quarantine WHERE batch_id = ? AND state = 'pending'", batchID)
-		return err
-	})
-}
 
 // differs is true when a stored row differs from the incoming one in any
 // visible column.
@@ -489,169 +383,6 @@ func keyMatch(a, b string, cols []Column) string {
 		}
 	}
 	return strings.Join(parts, " AND ")
-}
-
-// quarantineUniqueClashes moves staged rows whose value of a column that
-// must be unique repeats an earlier row of the batch, or a live record
-// with another key, to the quarantine.
-func (s *Service) quarantineUniqueClashes(ctx context.Context, r Resource, cols []Column, batchID int64, rep *reportBuilder) (int64, error) {
-	t := tablesOf(r.Table)
-	d := s.db.Dialect()
-	var n int64
-	for _, c := range s.uniqueColumns(cols) {
-		col := quote(c.MachineName)
-		sel := make([]string, len(cols))
-		for i, x := range cols {
-			sel[i] = selectExpr(d, "s.", x)
-		}
-		q := fmt.Sprintf(`SELECT s."_row", %s FROM %s s WHERE s."_batch" = ? AND s."_op" = 'upsert' AND s.%s IS NOT NULL AND (
-			EXISTS (SELECT 1 FROM %s s2 WHERE s2."_batch" = s."_batch" AND s2."_op" = 'upsert' AND s2.%s = s.%s AND s2."_row" < s."_row")
-			OR EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.%s AND t."_deleted_at" IS NULL AND NOT (%s)))`,
-			strings.Join(sel, ", "), t.stage, col, t.stage, col, col, t.main, col, col, keyMatch("t", "s", cols))
-		type clash struct {
-			row  int64
-			vals []string
-		}
-		clashes, err := store.All(ctx, s.db, func(row store.Row) (clash, error) {
-			var c clash
-			vals := make([]sql.NullString, len(cols))
-			dest := []any{&c.row}
-			for i := range vals {
-				dest = append(dest, &vals[i])
-			}
-			err := row.Scan(dest...)
-			for _, v := range vals {
-				c.vals = append(c.vals, v.String)
-			}
-			return c, err
-		}, q, batchID)
-		if err != nil {
-			return n, err
-		}
-		if len(clashes) == 0 {
-			continue
-		}
-		v := quality.Violation{Item: c.MachineName, Rule: "unique", ZH: "该值在资源中已存在(须唯一)", EN: "the value already exists in the resource (must be unique)"}
-		viol, _ := json.Marshal([]quality.Violation{v})
-		err = s.db.InTx(ctx, func(tx *store.Tx) error {
-			for _, x := range clashes {
-				vals, _ := json.Marshal(x.vals)
-				if _, err := tx.Exec(ctx, `INSERT INTO resource_quarantine (resource_id, batch_id, row_no, op, vals, violations, state, created_at)
-					VALUES (?, ?, ?, 'upsert', ?, ?, 'pending', ?)`, r.ID, batchID, x.row, string(vals), string(viol), s.now()); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, `DELETE FROM `+t.stage+` WHERE "_batch" = ? AND "_row" = ?`, batchID, x.row); err != nil {
-					return err
-				}
-				rep.add(x.row, v)
-			}
-			return nil
-		})
-		if err != nil {
-			return n, err
-		}
-		n += int64(len(clashes))
-	}
-	return n, nil
-}
-
-// apply writes a staged batch into the resource in one transaction.
-func (s *Service) apply(ctx context.Context, r Resource, cols []Column, batchID int64, source Source, total, bad int64, report []byte) error {
-	t := tablesOf(r.Table)
-	d := s.db.Dialect()
-	now := s.now()
-	names := make([]string, len(cols))
-	sNames := make([]string, len(cols))
-	tNames := make([]string, len(cols))
-	sets := make([]string, len(cols))
-	for i, c := range cols {
-		names[i] = quote(c.MachineName)
-		sNames[i] = "s." + names[i]
-		tNames[i] = "t." + names[i]
-		sets[i] = names[i] + " = excluded." + names[i]
-	}
-	var keyNames []string
-	for _, c := range cols {
-		if c.Key {
-			keyNames = append(keyNames, quote(c.MachineName))
-		}
-	}
-	match := keyMatch("t", "s", cols)
-	firstKey := "t." + keyNames[0]
-	live := fmt.Sprintf(`EXISTS (SELECT 1 FROM %s t WHERE %s AND t."_deleted_at" IS NULL)`, t.main, match)
-	var inserted, unchanged, upserts, deleted int64
-	return s.db.InTx(ctx, func(tx *store.Tx) error {
-		count := func(q string, dst *int64) error {
-			return tx.QueryRow(ctx, q, batchID).Scan(dst)
-		}
-		if err := count(fmt.Sprintf(`SELECT COUNT(*) FROM %s s WHERE s."_batch" = ? AND s."_op" = 'upsert'`, t.stage), &upserts); err != nil {
-			return err
-		}
-		if err := count(fmt.Sprintf(`SELECT COUNT(*) FROM %s s WHERE s."_batch" = ? AND s."_op" = 'upsert' AND NOT %s`, t.stage, live), &inserted); err != nil {
-			return err
-		}
-		if err := count(fmt.Sprintf(`SELECT COUNT(*) FROM %s s JOIN %s t ON %s WHERE s."_batch" = ? AND s."_op" = 'upsert' AND t."_deleted_at" IS NULL AND NOT %s`,
-			t.stage, t.main, match, differs(d, "t", "s", cols)), &unchanged); err != nil {
-			return err
-		}
-		if err := count(fmt.Sprintf(`SELECT COUNT(*) FROM %s s WHERE s."_batch" = ? AND s."_op" = 'delete' AND %s`, t.stage, live), &deleted); err != nil {
-			return err
-		}
-		// History first, while the table still shows the old state.
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s, "_op", "_batch", "_source", "_at")
-			SELECT %s, CASE WHEN %s IS NULL OR t."_deleted_at" IS NOT NULL THEN 'insert' ELSE 'update' END, ?, ?, ?
-			FROM %s s LEFT JOIN %s t ON %s
-			WHERE s."_batch" = ? AND s."_op" = 'upsert' AND (%s IS NULL OR t."_deleted_at" IS NOT NULL OR %s)`,
-			t.hist, strings.Join(names, ", "), strings.Join(sNames, ", "), firstKey, t.stage, t.main, match, firstKey, differs(d, "t", "s", cols)),
-			batchID, source, now, batchID); err != nil {
-			return fmt.Errorf("history of changes: %w", err)
-		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s, "_op", "_batch", "_source", "_at")
-			SELECT %s, 'delete', ?, ?, ? FROM %s t JOIN %s s ON %s WHERE s."_batch" = ? AND s."_op" = 'delete' AND t."_deleted_at" IS NULL`,
-			t.hist, strings.Join(names, ", "), strings.Join(tNames, ", "), t.main, t.stage, match), batchID, source, now, batchID); err != nil {
-			return fmt.Errorf("history of deletes: %w", err)
-		}
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s AS t (%s, "_batch_created", "_batch_updated", "_source", "_created_at", "_updated_at", "_deleted_at")
-			SELECT %s, ?, ?, ?, ?, ?, NULL FROM %s s WHERE s."_batch" = ? AND s."_op" = 'upsert'
-			ON CONFLICT (%s) DO UPDATE SET %s, "_batch_updated" = excluded."_batch_updated", "_source" = excluded."_source",
-				"_updated_at" = excluded."_updated_at", "_deleted_at" = NULL
-			WHERE t."_deleted_at" IS NOT NULL OR %s`,
-			t.main, strings.Join(names, ", "), strings.Join(sNames, ", "), t.stage, strings.Join(keyNames, ", "), strings.Join(sets, ", "),
-			differs(d, "t", "excluded", cols)), batchID, batchID, source, now, now, batchID); err != nil {
-			return fmt.Errorf("upsert: %w", err)
-		}
-		// Deletes are recorded, not lost: the record stays, marked deleted,
-		// and its last state is in the history.
-		if _, err := tx.Exec(ctx, fmt.Sprintf(`UPDATE %s SET "_deleted_at" = ?, "_batch_updated" = ?, "_source" = ?, "_updated_at" = ?
-			WHERE "_deleted_at" IS NULL AND EXISTS (SELECT 1 FROM %s s WHERE s."_batch" = ? AND s."_op" = 'delete' AND %s)`,
-			t.main, t.stage, strings.ReplaceAll(match, "t.", t.main+".")), now, batchID, source, now, batchID); err != nil {
-			return fmt.Errorf("delete: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `DELETE FROM `+t.stage+` WHERE "_batch" = ?`, batchID); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, "UPDATE resource_quarantine SET state = 'open' WHERE batch_id = ? AND state = 'pending'", batchID); err != nil {
-			return err
-		}
-		updated := upserts - inserted - unchanged
-		if _, err := tx.Exec(ctx, `UPDATE resource_batches SET state = 'applied', rows_total = ?, rows_inserted = ?, rows_updated = ?, rows_unchanged = ?,
-			rows_deleted = ?, rows_quarantined = ?, report = ?, finished_at = ? WHERE id = ?`,
-			total, inserted, updated, unchanged, deleted, bad, string(report), now, batchID); err != nil {
-			return err
-		}
-		var records int64
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM `+t.main+` WHERE "_deleted_at" IS NULL`).Scan(&records); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE resources SET record_count = ?, received_count = received_count + ?, passed_count = passed_count + ?,
-			last_update_at = ? WHERE id = ?`, records, total, total-bad, now, r.ID); err != nil {
-			return err
-		}
-		day := now.In(calendar.CST).Format("2006-01-02")
-		_, err := tx.Exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in) VALUES (?, ?, ?)
-			ON CONFLICT (resource_id, day) DO UPDATE SET records_in = resource_daily.records_in + excluded.records_in`, r.ID, day, total-bad)
-		return err
-	})
 }
 
 const batchCols = `b.id, r.code, COALESCE(b.client_batch_id, ''), b.source, b.source_detail, b.state, b.rows_total, b.rows_inserted, b.rows_updated,

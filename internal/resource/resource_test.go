@@ -65,7 +65,7 @@ func people() catalog.Content {
 	}
 }
 
-func setup(t *testing.T, db *store.DB) *fx {
+func setup(t testing.TB, db *store.DB) *fx {
 	t.Helper()
 	ctx := context.Background()
 	keys, _ := secret.New(make([]byte, 32))
@@ -103,7 +103,7 @@ func setup(t *testing.T, db *store.DB) *fx {
 	return f
 }
 
-func (f *fx) publish(t *testing.T, c catalog.Content) catalog.Entry {
+func (f *fx) publish(t testing.TB, c catalog.Content) catalog.Entry {
 	t.Helper()
 	ctx := context.Background()
 	e, err := f.cat.CreateEntry(ctx, f.gaj, c)

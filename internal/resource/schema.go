@@ -117,12 +117,14 @@ func dbValue(c Column, v string) (any, error) {
 	return v, nil
 }
 
-// tables names the three tables of a resource: the records, their history
-// and the staging area of batches on their way in.
-type tables struct{ main, hist, stage string }
+// tables names the two tables of a resource: the records and their
+// history. Batches on their way in are staged in temporary tables of
+// their own (stage.go); resources mounted before that have an unused
+// "<table>_stage" table.
+type tables struct{ main, hist string }
 
 func tablesOf(name string) tables {
-	return tables{main: quote(name), hist: quote(name + "_hist"), stage: quote(name + "_stage")}
+	return tables{main: quote(name), hist: quote(name + "_hist")}
 }
 
 const lineageCols = `"_batch_created" BIGINT NOT NULL, "_batch_updated" BIGINT NOT NULL, "_source" TEXT NOT NULL,
@@ -156,23 +158,17 @@ func createDDL(d store.Dialect, name string, cols []Column) []string {
 		fmt.Sprintf(`CREATE TABLE %s (%s, %s, "_op" TEXT NOT NULL, "_batch" BIGINT NOT NULL, "_source" TEXT NOT NULL, "_at" %s NOT NULL)`,
 			t.hist, histID, userCols, ts),
 		fmt.Sprintf("CREATE INDEX %s ON %s (%s, \"_at\")", quote(name+"_hist_key"), t.hist, keyList),
-		// Staging: rows of a batch that passed the checks, applied in one
-		// transaction when the batch is complete. The key is unique per
-		// batch, so a repeated key in one file is caught as it arrives.
-		fmt.Sprintf(`CREATE TABLE %s ("_batch" BIGINT NOT NULL, "_row" BIGINT NOT NULL, "_op" TEXT NOT NULL, %s, PRIMARY KEY ("_batch", %s))`,
-			t.stage, userCols, keyList),
 	}
 	return out
 }
 
-// addColumnDDL adds a column to the three tables.
+// addColumnDDL adds a column to the two tables.
 func addColumnDDL(d store.Dialect, name string, c Column) []string {
 	t := tablesOf(name)
 	def := quote(c.MachineName) + " " + sqlType(d, c)
 	return []string{
 		"ALTER TABLE " + t.main + " ADD COLUMN " + def,
 		"ALTER TABLE " + t.hist + " ADD COLUMN " + def,
-		"ALTER TABLE " + t.stage + " ADD COLUMN " + def,
 	}
 }
 

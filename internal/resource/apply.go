@@ -1,0 +1,380 @@
+package resource
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"govshare/internal/calendar"
+	"govshare/internal/quality"
+	"govshare/internal/store"
+)
+
+// querier runs '?' SQL on the stage's connection or a transaction on it.
+type querier struct {
+	q interface {
+		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	}
+	d store.Dialect
+}
+
+func (q querier) exec(ctx context.Context, s string, args ...any) (sql.Result, error) {
+	return q.q.ExecContext(ctx, store.RebindFor(q.d, s), args...)
+}
+
+func (q querier) queryRow(ctx context.Context, s string, args ...any) *sql.Row {
+	return q.q.QueryRowContext(ctx, store.RebindFor(q.d, s), args...)
+}
+
+func (q querier) query(ctx context.Context, s string, args ...any) (*sql.Rows, error) {
+	return q.q.QueryContext(ctx, store.RebindFor(q.d, s), args...)
+}
+
+// flag marks the good rows that the query rows selects ("_row" values) as
+// failing v, reports them, and takes them off the rows to apply.
+func (st *stage) flag(ctx context.Context, q querier, v quality.Violation, rows string, rep *reportBuilder) (int64, error) {
+	viol, _ := json.Marshal([]quality.Violation{v})
+	res, err := q.query(ctx, fmt.Sprintf(`UPDATE %s SET "_viol" = ? WHERE "_row" IN (%s) RETURNING "_row", "_op"`, st.table, rows), string(viol))
+	if err != nil {
+		return 0, err
+	}
+	defer res.Close()
+	var n int64
+	var first []int64 // the first rows, as examples
+	for res.Next() {
+		var row int64
+		var op string
+		if err := res.Scan(&row, &op); err != nil {
+			return n, err
+		}
+		n++
+		if op == "delete" {
+			st.deletes--
+		} else {
+			st.upserts--
+		}
+		if i, _ := slices.BinarySearch(first, row); i < 5 {
+			first = slices.Insert(first, i, row)[:min(len(first)+1, 5)]
+		}
+	}
+	rep.addMany(v, n, first)
+	return n, res.Err()
+}
+
+// repeats quarantines, set-based over the whole batch, the staged rows
+// whose key repeats an earlier row of the batch (the first occurrence
+// wins), then, item by item, the upserts whose value of an item that must
+// be unique repeats an earlier upsert of the batch or a live record with
+// another key. Where the reader's filter can tell, only the values it
+// marked as probably repeated are looked at, so nothing sorts the whole
+// batch. It returns how many rows it put aside.
+func (s *Service) repeats(ctx context.Context, st *stage, r Resource, rep *reportBuilder, rc readCounts) (int64, error) {
+	st.upserts, st.deletes = rc.upserts, rc.deletes
+	cols, t := st.cols, tablesOf(r.Table)
+	list := func(pos []int) string {
+		var names []string
+		for _, i := range pos {
+			names = append(names, quote(cols[i].MachineName))
+		}
+		return strings.Join(names, ", ")
+	}
+	// within selects the rows whose values of watch b repeat an earlier
+	// row's; "" when the filter saw no repeat.
+	within := func(b int, where string) string {
+		w := st.watch.watches[b]
+		among := ""
+		if w.seen != nil {
+			if w.marked == 0 {
+				return ""
+			}
+			l := list(w.cols)
+			tuple := l
+			if len(w.cols) > 1 {
+				tuple = "(" + l + ")"
+			}
+			among = fmt.Sprintf(` AND %s IN (SELECT %s FROM %s WHERE ("_maybe" & %d) <> 0)`, tuple, l, st.table, int64(1)<<b)
+		}
+		return fmt.Sprintf(`SELECT "_row" FROM (SELECT "_row", ROW_NUMBER() OVER (PARTITION BY %s ORDER BY "_row") AS n
+			FROM %s WHERE "_viol" IS NULL%s%s) d WHERE n > 1`, list(w.cols), st.table, where, among)
+	}
+	keys := within(0, "")
+	if keys == "" && len(st.unique) == 0 {
+		return 0, nil
+	}
+	var n int64
+	err := st.step(ctx, func(q querier) error {
+		if keys != "" {
+			dup := quality.Violation{Item: cols[st.keys[0]].MachineName, Rule: "duplicate_key",
+				ZH: "主键与本批次前面的记录重复", EN: "the key repeats an earlier record of this batch"}
+			k, err := st.flag(ctx, q, dup, keys, rep)
+			if err != nil {
+				return fmt.Errorf("repeated keys: %w", err)
+			}
+			n += k
+		}
+		var live bool
+		if len(st.unique) > 0 {
+			if err := q.queryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+t.main+` WHERE "_deleted_at" IS NULL)`).Scan(&live); err != nil {
+				return err
+			}
+		}
+		for u, c := range st.unique {
+			col := quote(c.MachineName)
+			var rows []string
+			if w := within(1+u, fmt.Sprintf(` AND "_op" = 'upsert' AND %s IS NOT NULL`, col)); w != "" {
+				rows = append(rows, w)
+			}
+			if live {
+				rows = append(rows, fmt.Sprintf(`SELECT s."_row" FROM %s s JOIN %s t ON t.%s = s.%s
+					WHERE s."_viol" IS NULL AND s."_op" = 'upsert' AND t."_deleted_at" IS NULL AND NOT (%s)`, st.table, t.main, col, col, keyMatch("t", "s", cols)))
+			}
+			if len(rows) == 0 {
+				continue
+			}
+			v := quality.Violation{Item: c.MachineName, Rule: "unique", ZH: "该值在资源中已存在(须唯一)", EN: "the value already exists in the resource (must be unique)"}
+			k, err := st.flag(ctx, q, v, strings.Join(rows, " UNION ALL "), rep)
+			if err != nil {
+				return fmt.Errorf("unique %s: %w", c.MachineName, err)
+			}
+			n += k
+		}
+		return nil
+	})
+	return n, err
+}
+
+// sortFrom is the size of batch from which rows are applied in key order.
+const sortFrom = 10000
+
+// applied is what an apply did.
+type applied struct{ upserts, deletes, inserted, updated, deleted int64 }
+
+// apply writes the staged batch into the resource in one transaction:
+// history first, while the table still shows the old state, then the
+// records with their lineage, the deletes, the quarantine, the counts.
+// Applies of one resource run one at a time (the resource's row is locked
+// first on PostgreSQL; SQLite has one writer), so records can be told new
+// or known without conflicts, and the counts kept by difference.
+func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int64, source Source, total, bad int64, report []byte) error {
+	t := tablesOf(r.Table)
+	d, cols := st.d, st.cols
+	src := st.table
+	if st.upserts+st.deletes >= sortFrom {
+		// Writing a million keys into an index in random order is slow
+		// once the index outgrows the cache (SQLite's is 2 MB,
+		// PostgreSQL's shared buffers 128 MB by default): the good rows of
+		// a large batch are put in key order first, on SQLite outside the
+		// write lock, so the records' key and the history's key index
+		// grow at their ends.
+		if err := st.sortByKey(ctx); err != nil {
+			return fmt.Errorf("sort: %w", err)
+		}
+		src = st.sorted
+	}
+	now := s.now()
+	names := make([]string, len(cols))
+	sNames := make([]string, len(cols))
+	tNames := make([]string, len(cols))
+	sets := make([]string, len(cols))
+	vals := make([]string, len(cols))
+	quoteJSON := "json_quote"
+	if d == store.Postgres {
+		quoteJSON = "to_json"
+	}
+	for i, c := range cols {
+		names[i] = quote(c.MachineName)
+		sNames[i] = "s." + names[i]
+		tNames[i] = "t." + names[i]
+		sets[i] = names[i] + " = s." + names[i]
+		vals[i] = quoteJSON + "(COALESCE(" + selectExpr(d, "", c) + ", ''))"
+		if d == store.Postgres {
+			vals[i] += "::text"
+		}
+	}
+	var keyNames, sKeys []string
+	for _, i := range st.keys {
+		keyNames = append(keyNames, names[i])
+		sKeys = append(sKeys, sNames[i])
+	}
+	match := keyMatch("t", "s", cols)
+	firstKey := "t." + keyNames[0]
+	keyTuple := strings.Join(keyNames, ", ")
+	if len(keyNames) > 1 {
+		keyTuple = "(" + keyTuple + ")"
+	}
+	good := `s."_viol" IS NULL AND s."_op" = `
+	a := applied{upserts: st.upserts, deletes: st.deletes}
+	return st.commit(ctx, func(q querier) error {
+		// held counts the live records; known is whether the table holds
+		// any record, live or deleted; the new history rows will follow
+		// lastHist, so counting them by kind tells inserts from updates.
+		// On PostgreSQL the lock is taken by a statement of its own, so
+		// that the next one reads what an apply it waited for wrote.
+		if d == store.Postgres {
+			if _, err := q.exec(ctx, "SELECT id FROM resources WHERE id = ? FOR UPDATE", r.ID); err != nil {
+				return err
+			}
+		}
+		var held, lastHist int64
+		var known bool
+		if err := q.queryRow(ctx, fmt.Sprintf(`SELECT r.record_count, EXISTS (SELECT 1 FROM %s), (SELECT COALESCE(MAX("_hid"), 0) FROM %s)
+			FROM resources r WHERE r.id = ?`, t.main, t.hist), r.ID).Scan(&held, &known, &lastHist); err != nil {
+			return err
+		}
+		// History first, while the table still shows the old state.
+		if _, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s, "_op", "_batch", "_source", "_at")
+			SELECT %s, CASE WHEN %s IS NULL OR t."_deleted_at" IS NOT NULL THEN 'insert' ELSE 'update' END, ?, ?, ?
+			FROM %s s LEFT JOIN %s t ON %s
+			WHERE %s'upsert' AND (%s IS NULL OR t."_deleted_at" IS NOT NULL OR %s)`,
+			t.hist, strings.Join(names, ", "), strings.Join(sNames, ", "), firstKey, src, t.main, match, good, firstKey, differs(d, "t", "s", cols)),
+			batchID, source, now); err != nil {
+			return fmt.Errorf("history of changes: %w", err)
+		}
+		if err := countOps(ctx, q, t.hist, lastHist, &a); err != nil {
+			return err
+		}
+		if a.deletes > 0 {
+			res, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s, "_op", "_batch", "_source", "_at")
+				SELECT %s, 'delete', ?, ?, ? FROM %s t JOIN %s s ON %s WHERE %s'delete' AND t."_deleted_at" IS NULL`,
+				t.hist, strings.Join(names, ", "), strings.Join(tNames, ", "), t.main, src, match, good), batchID, source, now)
+			if err != nil {
+				return fmt.Errorf("history of deletes: %w", err)
+			}
+			if a.deleted, err = res.RowsAffected(); err != nil {
+				return err
+			}
+		}
+		// An index of a unique item is built anew, rather than written
+		// row by row in random order, when the table is empty, and on
+		// SQLite also when a large batch brings at least as many values
+		// as the table holds. On PostgreSQL dropping the index would keep
+		// readers out of a filled table until the commit; SQLite's
+		// readers go on reading the state before the batch.
+		changed := a.inserted + a.updated
+		rebuild := len(st.unique) > 0 && changed > 0 && (!known || d == store.SQLite && changed >= sortFrom && changed >= held)
+		if rebuild {
+			var err error
+			if rebuild, err = st.dropIndexes(ctx, q, r); err != nil {
+				return err
+			}
+		}
+		// New records are inserted; then records known to the table that
+		// changed, or come back after a delete, are updated.
+		var added int64
+		if a.inserted > 0 {
+			isNew := ""
+			if known {
+				isNew = fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s t WHERE %s)`, t.main, match)
+			}
+			res, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s, "_batch_created", "_batch_updated", "_source", "_created_at", "_updated_at", "_deleted_at")
+				SELECT %s, ?, ?, ?, ?, ?, NULL FROM %s s WHERE %s'upsert'%s`,
+				t.main, strings.Join(names, ", "), strings.Join(sNames, ", "), src, good, isNew), batchID, batchID, source, now, now)
+			if err != nil {
+				return fmt.Errorf("insert: %w", err)
+			}
+			if added, err = res.RowsAffected(); err != nil {
+				return err
+			}
+		}
+		if a.updated > 0 || a.inserted > added {
+			if _, err := q.exec(ctx, fmt.Sprintf(`UPDATE %s AS t SET %s, "_batch_updated" = ?, "_source" = ?, "_updated_at" = ?, "_deleted_at" = NULL
+				FROM %s s WHERE %s AND %s'upsert' AND (t."_deleted_at" IS NOT NULL OR %s)`,
+				t.main, strings.Join(sets, ", "), src, match, good, differs(d, "t", "s", cols)), batchID, source, now); err != nil {
+				return fmt.Errorf("update: %w", err)
+			}
+		}
+		if rebuild {
+			for _, c := range st.unique {
+				if _, err := q.exec(ctx, uniqueIndexDDL(r.Table, c)); err != nil {
+					return err
+				}
+			}
+		}
+		// Deletes are recorded, not lost: the record stays, marked
+		// deleted, and its last state is in the history.
+		if a.deleted > 0 {
+			if _, err := q.exec(ctx, fmt.Sprintf(`UPDATE %s SET "_deleted_at" = ?, "_batch_updated" = ?, "_source" = ?, "_updated_at" = ?
+				WHERE "_deleted_at" IS NULL AND %s IN (SELECT %s FROM %s s WHERE %s'delete')`,
+				t.main, keyTuple, strings.Join(sKeys, ", "), src, good), now, batchID, source, now); err != nil {
+				return fmt.Errorf("delete: %w", err)
+			}
+		}
+		if bad > 0 {
+			if _, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO resource_quarantine (resource_id, batch_id, row_no, op, vals, violations, state, created_at)
+				SELECT ?, ?, "_row", "_op", COALESCE("_raw", '[' || %s || ']'), "_viol", 'open', ? FROM %s WHERE "_viol" IS NOT NULL ORDER BY "_row"`,
+				strings.Join(vals, " || ',' || "), st.table), r.ID, batchID, now); err != nil {
+				return fmt.Errorf("quarantine: %w", err)
+			}
+		}
+		unchanged := a.upserts - a.inserted - a.updated
+		if _, err := q.exec(ctx, `UPDATE resource_batches SET state = 'applied', rows_total = ?, rows_inserted = ?, rows_updated = ?, rows_unchanged = ?,
+			rows_deleted = ?, rows_quarantined = ?, report = ?, finished_at = ? WHERE id = ?`,
+			total, a.inserted, a.updated, unchanged, a.deleted, bad, string(report), now, batchID); err != nil {
+			return err
+		}
+		if _, err := q.exec(ctx, `UPDATE resources SET record_count = record_count + ?, received_count = received_count + ?, passed_count = passed_count + ?,
+			last_update_at = ? WHERE id = ?`, a.inserted-a.deleted, total, total-bad, now, r.ID); err != nil {
+			return err
+		}
+		day := now.In(calendar.CST).Format("2006-01-02")
+		_, err := q.exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in) VALUES (?, ?, ?)
+			ON CONFLICT (resource_id, day) DO UPDATE SET records_in = resource_daily.records_in + excluded.records_in`, r.ID, day, total-bad)
+		return err
+	})
+}
+
+// dropIndexes drops the unique items' indexes for the apply to build them
+// anew, and says whether it did. On PostgreSQL another batch of the same
+// resource may be reading the table in its transaction, waiting for this
+// one's lock on the resource: rather than wait for it (a deadlock), the
+// indexes are then kept and written row by row.
+func (st *stage) dropIndexes(ctx context.Context, q querier, r Resource) (bool, error) {
+	drop := func() error {
+		for _, c := range st.unique {
+			if _, err := q.exec(ctx, "DROP INDEX IF EXISTS "+quote(r.Table+"_u_"+c.MachineName)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if st.d == store.SQLite {
+		return true, drop()
+	}
+	if _, err := q.exec(ctx, "SAVEPOINT drop_indexes; SET LOCAL lock_timeout = '200ms'"); err != nil {
+		return false, err
+	}
+	if err := drop(); err != nil {
+		_, rerr := q.exec(ctx, "ROLLBACK TO SAVEPOINT drop_indexes")
+		return false, rerr
+	}
+	_, err := q.exec(ctx, "SET LOCAL lock_timeout TO DEFAULT; RELEASE SAVEPOINT drop_indexes")
+	return err == nil, err
+}
+
+// countOps counts the history rows after last by kind: inserts and
+// updates.
+func countOps(ctx context.Context, q querier, hist string, last int64, a *applied) error {
+	ops, err := q.query(ctx, `SELECT "_op", COUNT(*) FROM `+hist+` WHERE "_hid" > ? GROUP BY "_op"`, last)
+	if err != nil {
+		return err
+	}
+	defer ops.Close()
+	for ops.Next() {
+		var op string
+		var n int64
+		if err := ops.Scan(&op, &n); err != nil {
+			return err
+		}
+		if op == "insert" {
+			a.inserted = n
+		} else {
+			a.updated = n
+		}
+	}
+	return ops.Err()
+}

@@ -1,0 +1,561 @@
+package resource
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"govshare/internal/quality"
+	"govshare/internal/store"
+)
+
+// A batch is staged in a temporary table, on one connection held for the
+// whole batch: every row read, in file order, the good ones with their
+// canonical values in the resource's column types, the bad ones with their
+// violations and values as received. Keys repeated within the batch and
+// clashes of unique items are then found set-based, and the apply reads
+// the table on the same connection.
+//
+// Temporary tables are written without the write-ahead log on both
+// engines, are seen by their connection only and need no batch column.
+// Each connection keeps one per resource and shape of its columns, empty
+// between batches, so a small batch (the push API's) pays for no table
+// being created and finds its statements prepared. On PostgreSQL the
+// whole batch is one transaction and the table is emptied when it ends
+// (ON COMMIT DELETE ROWS): whatever fails, nothing is left behind. On
+// SQLite, which has one writer, the table lives across transactions:
+// staging writes only the temporary table and takes no lock on the
+// database, so a million rows being staged hold up neither the audit log
+// nor other batches; only the apply takes the write lock, and the table is
+// emptied after it.
+type stage struct {
+	conn  *sql.Conn
+	d     store.Dialect
+	table string // qualified and quoted
+	cols  []Column
+	keys  []int // positions of the key columns in cols
+	// unique are the items that must be unique, and watch the filter
+	// that marks rows whose key or unique values probably repeat.
+	unique []Column
+	watch  *repeatWatch
+	// open is true while the batch's transaction is (PostgreSQL).
+	open bool
+	// sorted names the copy of the good rows in key order, and filled
+	// which tables hold rows to clear (SQLite).
+	sorted string
+	filled []string
+	// upserts and deletes count the good rows to apply.
+	upserts, deletes int64
+}
+
+// stageChunk is how many rows travel together from the reader to the
+// writer; a few chunks are in flight at most, so memory stays bounded
+// whatever the size of the batch.
+const stageChunk = 1000
+
+// sqliteRowsPerInsert is how many rows one INSERT stages on SQLite: the
+// driver binds arguments in time growing with the square of their number
+// per statement, so ten rows (150 values) is faster than a hundred.
+const sqliteRowsPerInsert = 10
+
+func (s *Service) openStage(ctx context.Context, r Resource, cols []Column) (*stage, error) {
+	conn, err := s.db.SQL().Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d := s.db.Dialect()
+	st := &stage{conn: conn, d: d, cols: cols, keys: keyPositions(cols), unique: s.uniqueColumns(cols)}
+	var unique []int
+	for _, u := range st.unique {
+		unique = append(unique, slices.IndexFunc(cols, func(c Column) bool { return c.MachineName == u.MachineName }))
+	}
+	st.watch = newRepeatWatch(cols, st.keys, unique)
+	defs := st.defs(true)
+	shape := fnv.New32a()
+	shape.Write([]byte(defs))
+	name := quote(fmt.Sprintf("stage_%d_%08x", r.ID, shape.Sum32()))
+	create := fmt.Sprintf("CREATE TEMPORARY TABLE IF NOT EXISTS %s (%s)", name, defs)
+	st.table = "temp." + name
+	if d == store.Postgres {
+		st.table = "pg_temp." + name
+		// Sorts and hashes over a million rows get memory enough not to
+		// spill to disk.
+		create = "BEGIN; SET LOCAL work_mem = '64MB'; " + create + " ON COMMIT DELETE ROWS"
+		st.open = true
+	} else {
+		st.filled = append(st.filled, st.table)
+	}
+	if _, err := conn.ExecContext(ctx, create); err != nil {
+		st.close(ctx)
+		return nil, fmt.Errorf("stage: %w", err)
+	}
+	return st, nil
+}
+
+// defs are the stage's column definitions. On SQLite the row number is
+// the table's rowid when rowid is set, so rows are found by it without a
+// scan.
+func (st *stage) defs(rowid bool) string {
+	row := `"_row" BIGINT NOT NULL`
+	if st.d == store.SQLite && rowid {
+		row = `"_row" INTEGER PRIMARY KEY`
+	}
+	defs := []string{row, `"_op" TEXT NOT NULL`}
+	for _, c := range st.cols {
+		defs = append(defs, quote(c.MachineName)+" "+sqlType(st.d, c))
+	}
+	return strings.Join(append(defs, `"_maybe" BIGINT NOT NULL`, `"_viol" TEXT`, `"_raw" TEXT`), ", ")
+}
+
+// sortByKey copies the good rows into a second temporary table, in key
+// order.
+func (st *stage) sortByKey(ctx context.Context) error {
+	name := strings.TrimSuffix(st.table, `"`) + `_sorted"`
+	var keys []string
+	for _, i := range st.keys {
+		keys = append(keys, quote(st.cols[i].MachineName))
+	}
+	create := fmt.Sprintf("CREATE TEMPORARY TABLE IF NOT EXISTS %s (%s)", name[strings.IndexByte(name, '.')+1:], st.defs(false))
+	if st.d == store.Postgres {
+		create += " ON COMMIT DELETE ROWS"
+	}
+	return st.step(ctx, func(q querier) error {
+		if _, err := q.exec(ctx, create); err != nil {
+			return err
+		}
+		st.sorted = name
+		if st.d == store.SQLite {
+			st.filled = append(st.filled, name)
+		}
+		_, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM %s WHERE "_viol" IS NULL ORDER BY %s`,
+			name, st.stageColumns(), st.stageColumns(), st.table, strings.Join(keys, ", ")))
+		return err
+	})
+}
+
+// close gives the connection back with its tables empty: on PostgreSQL
+// by ending the batch's transaction if it is still open, on SQLite by
+// deleting their rows. A connection that cannot be cleaned is discarded,
+// never reused with rows or a transaction left on it.
+func (st *stage) close(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	if st.open {
+		_, err = st.conn.ExecContext(ctx, "ROLLBACK")
+		st.open = false
+	}
+	for _, t := range st.filled {
+		if err == nil {
+			_, err = st.conn.ExecContext(ctx, "DELETE FROM "+t)
+		}
+	}
+	if err != nil {
+		_ = st.conn.Raw(func(any) error { return driver.ErrBadConn })
+	}
+	st.conn.Close()
+}
+
+func (st *stage) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return st.conn.ExecContext(ctx, store.RebindFor(st.d, q), args...)
+}
+
+// counts of what the reader found.
+type readCounts struct {
+	total, bad       int64
+	upserts, deletes int64 // good rows
+	rep              reportBuilder
+}
+
+// stageRows reads the batch, checks every row and writes it to the stage.
+// Reading and checking run in a goroutine of their own, beside the writer,
+// with a few chunks between them. It stops early, with the rows read so
+// far, once more rows failed than the batch allows.
+func (s *Service) stageRows(ctx context.Context, st *stage, h header, chk *quality.Checker, opt SubmitOptions, rows Rows) (readCounts, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	full := make(chan *chunk, 2)
+	free := make(chan *chunk, 4)
+	for range cap(free) {
+		free <- &chunk{}
+	}
+	var rc readCounts
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(full)
+		defer func() {
+			// A panic here would take the whole server down, not just the
+			// request: it becomes the batch's error.
+			if p := recover(); p != nil {
+				readErr <- fmt.Errorf("read rows: panic: %v", p)
+			}
+		}()
+		readErr <- st.read(ctx, h, chk, opt, rows, &rc, full, free)
+	}()
+	var werr error
+	if st.d == store.Postgres {
+		werr = st.copyChunks(ctx, full, free)
+	} else {
+		werr = st.insertChunks(ctx, full, free)
+	}
+	if werr != nil {
+		cancel()
+		for range full { // the reader must be done with rows before Submit returns
+		}
+	}
+	switch rerr := <-readErr; {
+	case rerr != nil && (werr == nil || !errors.Is(rerr, context.Canceled)):
+		return rc, rerr // the data's error, or the caller's
+	case werr != nil:
+		return rc, fmt.Errorf("stage: %w", werr)
+	}
+	if st.d == store.Postgres && rc.total > 1000 {
+		// The planner knows nothing of a temporary table until told.
+		if _, err := st.exec(ctx, "ANALYZE "+st.table); err != nil {
+			return rc, fmt.Errorf("stage: %w", err)
+		}
+	}
+	return rc, nil
+}
+
+// chunk is rows on their way to the stage, encoded for the engine.
+type chunk struct {
+	n    int
+	text []byte // PostgreSQL: COPY text format
+	args []any  // SQLite: the values, row after row
+}
+
+// read is the reader's side of stageRows.
+func (st *stage) read(ctx context.Context, h header, chk *quality.Checker, opt SubmitOptions, rows Rows, rc *readCounts, full, free chan *chunk) error {
+	cols := st.cols
+	raw := make([]string, len(cols))
+	var viol []quality.Violation
+	c := <-free
+	send := func() error {
+		if opt.Progress != nil {
+			opt.Progress(rc.total)
+		}
+		select {
+		case full <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		select {
+		case c = <-free:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c.n, c.text, c.args = 0, c.text[:0], c.args[:0]
+		return nil
+	}
+	for {
+		in, err := rows.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		rc.total++
+		clear(raw)
+		for i, p := range h.pos {
+			if p >= 0 && p < len(in) {
+				raw[i] = in[p]
+			}
+		}
+		op := "upsert"
+		viol = viol[:0]
+		if h.op >= 0 && h.op < len(in) {
+			var ok bool
+			if op, ok = opOf(in[h.op]); !ok {
+				op = "upsert"
+				viol = append(viol, quality.Violation{Item: "_op", Rule: "op", ZH: "操作应为 upsert 或 delete", EN: "the operation is upsert or delete"})
+			}
+		}
+		canon, v := chk.Check(raw)
+		for _, x := range v {
+			// A delete needs only its key.
+			if op == "delete" && !slices.ContainsFunc(st.keys, func(i int) bool { return cols[i].MachineName == x.Item }) {
+				continue
+			}
+			viol = append(viol, x)
+		}
+		for _, i := range st.keys {
+			if canon[i] == "" && !slices.ContainsFunc(viol, func(x quality.Violation) bool { return x.Item == cols[i].MachineName }) {
+				viol = append(viol, quality.Violation{Item: cols[i].MachineName, Rule: "required", ZH: "主键不能为空", EN: "the key is required"})
+			}
+		}
+		if len(viol) > 0 {
+			rc.bad++
+			for _, x := range viol {
+				rc.rep.add(rc.total, x)
+			}
+			vals, _ := json.Marshal(raw)
+			vs, _ := json.Marshal(viol)
+			err = st.encodeBad(c, rc.total, op, string(vals), string(vs))
+		} else {
+			if op == "delete" {
+				for i, col := range cols {
+					if !col.Key {
+						canon[i] = ""
+					}
+				}
+			}
+			if op == "delete" {
+				rc.deletes++
+			} else {
+				rc.upserts++
+			}
+			err = st.encodeGood(c, rc.total, op, canon, st.watch.mark(canon, op))
+		}
+		if err != nil {
+			return fmt.Errorf("row %d: %w", rc.total, err)
+		}
+		c.n++
+		if c.n == stageChunk {
+			if err := send(); err != nil {
+				return err
+			}
+			if opt.MaxErrors > 0 && rc.bad > int64(opt.MaxErrors) {
+				return nil // nothing will be applied: no need to read on
+			}
+		}
+	}
+	if c.n > 0 {
+		return send()
+	}
+	if opt.Progress != nil {
+		opt.Progress(rc.total)
+	}
+	return nil
+}
+
+func (st *stage) encodeGood(c *chunk, row int64, op string, canon []string, maybe int64) error {
+	if st.d == store.Postgres {
+		c.text = strconv.AppendInt(c.text, row, 10)
+		c.text = append(c.text, '\t')
+		c.text = append(c.text, op...)
+		for i, col := range st.cols {
+			c.text = append(c.text, '\t')
+			v := canon[i]
+			switch {
+			case v == "":
+				c.text = append(c.text, `\N`...)
+			case col.DataType == "G":
+				b, err := base64.StdEncoding.DecodeString(v)
+				if err != nil {
+					return fmt.Errorf("%s: %w", col.MachineName, err)
+				}
+				c.text = append(c.text, `\\x`...)
+				c.text = hex.AppendEncode(c.text, b)
+			default:
+				c.text = appendCopyText(c.text, v)
+			}
+		}
+		c.text = append(c.text, '\t')
+		c.text = strconv.AppendInt(c.text, maybe, 10)
+		c.text = append(c.text, "\t\\N\t\\N\n"...)
+		return nil
+	}
+	c.args = append(c.args, row, op)
+	for i, col := range st.cols {
+		v, err := dbValue(col, canon[i])
+		if err != nil {
+			return fmt.Errorf("%s: %w", col.MachineName, err)
+		}
+		c.args = append(c.args, v)
+	}
+	c.args = append(c.args, maybe, nil, nil)
+	return nil
+}
+
+func (st *stage) encodeBad(c *chunk, row int64, op, raw, viol string) error {
+	if st.d == store.Postgres {
+		c.text = strconv.AppendInt(c.text, row, 10)
+		c.text = append(c.text, '\t')
+		c.text = append(c.text, op...)
+		for range st.cols {
+			c.text = append(c.text, "\t\\N"...)
+		}
+		c.text = append(c.text, "\t0\t"...)
+		c.text = appendCopyText(c.text, viol)
+		c.text = append(c.text, '\t')
+		c.text = appendCopyText(c.text, raw)
+		c.text = append(c.text, '\n')
+		return nil
+	}
+	c.args = append(c.args, row, op)
+	for range st.cols {
+		c.args = append(c.args, nil)
+	}
+	c.args = append(c.args, int64(0), viol, raw)
+	return nil
+}
+
+// appendCopyText writes s as a field of COPY's text format.
+func appendCopyText(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\':
+			b = append(b, '\\', '\\')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// stageColumns lists the stage's columns in the order rows are encoded.
+func (st *stage) stageColumns() string {
+	names := []string{`"_row"`, `"_op"`}
+	for _, c := range st.cols {
+		names = append(names, quote(c.MachineName))
+	}
+	return strings.Join(append(names, `"_maybe"`, `"_viol"`, `"_raw"`), ", ")
+}
+
+// copyChunks streams the chunks into the stage with one COPY … FROM STDIN
+// on the held connection (pgx underneath database/sql).
+func (st *stage) copyChunks(ctx context.Context, full, free chan *chunk) error {
+	return st.conn.Raw(func(dc any) error {
+		c, ok := dc.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("not a pgx connection: %T", dc)
+		}
+		r := &chunkReader{full: full, free: free}
+		_, err := c.Conn().PgConn().CopyFrom(ctx, r, fmt.Sprintf("COPY %s (%s) FROM STDIN", st.table, st.stageColumns()))
+		return err
+	})
+}
+
+// chunkReader serves the chunks' text as one stream.
+type chunkReader struct {
+	full, free chan *chunk
+	cur        *chunk
+	off        int
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for r.cur == nil || r.off == len(r.cur.text) {
+		if r.cur != nil {
+			r.free <- r.cur
+			r.cur = nil
+		}
+		c, ok := <-r.full
+		if !ok {
+			return 0, io.EOF
+		}
+		r.cur, r.off = c, 0
+	}
+	n := copy(p, r.cur.text[r.off:])
+	r.off += n
+	return n, nil
+}
+
+// insertChunks stages the chunks with multi-row INSERTs on SQLite, a
+// transaction per chunk. The table is temporary, so these transactions
+// do not lock the database file.
+func (st *stage) insertChunks(ctx context.Context, full, free chan *chunk) error {
+	width := len(st.cols) + 5
+	row := "(" + store.Placeholders(width) + ")"
+	insert := func(n int) string {
+		return fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", st.table, st.stageColumns(), strings.TrimSuffix(strings.Repeat(row+", ", n), ", "))
+	}
+	stmt, err := st.conn.PrepareContext(ctx, insert(sqliteRowsPerInsert))
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for c := range full {
+		err := st.step(ctx, func(querier) error {
+			args := c.args
+			for len(args) >= sqliteRowsPerInsert*width {
+				if _, err := stmt.ExecContext(ctx, args[:sqliteRowsPerInsert*width]...); err != nil {
+					return err
+				}
+				args = args[sqliteRowsPerInsert*width:]
+			}
+			if len(args) > 0 {
+				if _, err := st.conn.ExecContext(ctx, insert(len(args)/width), args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		free <- c
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// step runs fn, which writes only the temporary tables: on PostgreSQL in
+// the batch's transaction, on SQLite in a deferred transaction of its own,
+// which, unlike the immediate ones the store begins, takes no lock on the
+// database for them.
+func (st *stage) step(ctx context.Context, fn func(q querier) error) error {
+	q := querier{st.conn, st.d}
+	if st.d == store.Postgres {
+		return fn(q)
+	}
+	if _, err := st.conn.ExecContext(ctx, "BEGIN DEFERRED"); err != nil {
+		return err
+	}
+	if err := fn(q); err != nil {
+		if _, rerr := st.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
+			_ = st.conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		return err
+	}
+	if _, err := st.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		_, _ = st.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return err
+	}
+	return nil
+}
+
+// commit runs fn, the apply, and commits: on PostgreSQL the batch's
+// transaction, on SQLite an immediate transaction that holds the
+// database's write lock until it commits.
+func (st *stage) commit(ctx context.Context, fn func(q querier) error) error {
+	if st.d == store.Postgres {
+		if err := fn(querier{st.conn, st.d}); err != nil {
+			return err
+		}
+		st.open = false
+		if _, err := st.conn.ExecContext(ctx, "COMMIT"); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
+		return nil
+	}
+	tx, err := st.conn.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(querier{tx, st.d}); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
