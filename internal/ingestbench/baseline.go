@@ -58,7 +58,7 @@ func baseline(ctx context.Context, db *store.DB, path string, cols []string, rea
 }
 
 func copyFile(ctx context.Context, db *store.DB, r io.Reader, cols []string) (int64, error) {
-	conn, err := db.SQL().Conn(ctx)
+	conn, err := db.Conn(ctx)
 	if err != nil {
 		return 0, err
 	}

@@ -71,7 +71,7 @@ const stageChunk = 1000
 const sqliteRowsPerInsert = 10
 
 func (s *Service) openStage(ctx context.Context, r Resource, cols []Column) (*stage, error) {
-	conn, err := s.db.SQL().Conn(ctx)
+	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, err
 	}

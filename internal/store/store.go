@@ -130,6 +130,11 @@ func (db *DB) Ping(ctx context.Context) error { return db.sql.PingContext(ctx) }
 // tampering with the audit log on purpose.
 func (db *DB) SQL() *sql.DB { return db.sql }
 
+// Conn holds one connection of the pool, for work that needs the same
+// session throughout (temporary tables, COPY through the driver). Its
+// queries use the dialect's placeholders; close it to give it back.
+func (db *DB) Conn(ctx context.Context) (*sql.Conn, error) { return db.sql.Conn(ctx) }
+
 // Exec runs a statement written with '?' placeholders.
 func (db *DB) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return db.sql.ExecContext(ctx, db.Rebind(q), args...)
