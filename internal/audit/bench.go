@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"govshare/internal/benchstat"
 	"govshare/internal/store"
 )
 
@@ -214,31 +214,12 @@ func measure(ctx context.Context, name string, writers, events int, progress io.
 	s := BenchSide{
 		Name: name, Events: len(all), Elapsed: elapsed,
 		PerSec: float64(len(all)) / elapsed.Seconds(),
-		P50:    percentile(all, 50), P99: percentile(all, 99),
+		P50:    benchstat.Percentile(all, 50), P99: benchstat.Percentile(all, 99),
 	}
 	if progress != nil {
-		fmt.Fprintf(progress, "%s: %d/%d events in %s, %.0f events/s\n", name, s.Events, events, roundDuration(elapsed), s.PerSec)
+		fmt.Fprintf(progress, "%s: %d/%d events in %s, %.0f events/s\n", name, s.Events, events, benchstat.Round(elapsed), s.PerSec)
 	}
 	return s, nil
-}
-
-// percentile reads the p-th percentile (nearest rank) from sorted.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func roundDuration(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
 }
 
 // String is a short table for the terminal.
@@ -248,8 +229,8 @@ func (r BenchResult) String() string {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "side\tevents\telapsed\tevents/s\tp50\tp99\t")
 	for _, s := range []BenchSide{r.Batched, r.Baseline} {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t\n", s.Name, s.Events, roundDuration(s.Elapsed), s.PerSec,
-			roundDuration(s.P50), roundDuration(s.P99))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t\n", s.Name, s.Events, benchstat.Round(s.Elapsed), s.PerSec,
+			benchstat.Round(s.P50), benchstat.Round(s.P99))
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "batched is %.1f× the single-row baseline\n", r.Ratio)

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"govshare/internal/benchstat"
 	"govshare/internal/store"
 )
 
@@ -300,12 +301,7 @@ func benchQueryLength(ctx context.Context, db *store.DB, idx Index, runes, k int
 
 // percentile is the nearest-rank p-th percentile of ds.
 func percentile(ds []time.Duration, p int) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Sorted(slices.Values(ds))
-	i := (p*len(s) + 99) / 100
-	return s[max(i-1, 0)]
+	return benchstat.Percentile(slices.Sorted(slices.Values(ds)), float64(p))
 }
 
 // The synthetic catalog: subjects a city's departments really publish,

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"govshare/client"
+	"govshare/internal/benchstat"
 	"govshare/internal/store"
 )
 
@@ -270,9 +270,9 @@ func measure(ctx context.Context, hc *http.Client, name, target string, app *cli
 	s := Side{
 		Name: name, Requests: len(all), Elapsed: elapsed,
 		PerSec: float64(len(all)) / elapsed.Seconds(),
-		P50:    percentile(all, 50), P99: percentile(all, 99),
+		P50:    benchstat.Percentile(all, 50), P99: benchstat.Percentile(all, 99),
 	}
-	fmt.Fprintf(progress, "%s: %d requests in %s, %.0f/s\n", name, s.Requests, roundDuration(elapsed), s.PerSec)
+	fmt.Fprintf(progress, "%s: %d requests in %s, %.0f/s\n", name, s.Requests, benchstat.Round(elapsed), s.PerSec)
 	return s, sent.Load(), nil
 }
 
@@ -302,25 +302,6 @@ func get(ctx context.Context, hc *http.Client, target string, app *client.App, b
 	return nil
 }
 
-// percentile reads the p-th percentile (nearest rank) from sorted.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(sorted)))) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
-}
-
-func roundDuration(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
-}
-
 // String is a short table for the terminal.
 func (r Result) String() string {
 	var b strings.Builder
@@ -330,8 +311,8 @@ func (r Result) String() string {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "side\trequests\telapsed\trequests/s\tp50\tp99\t")
 	for _, s := range []Side{r.Unsigned, r.Ping, r.Check} {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t\n", s.Name, s.Requests, roundDuration(s.Elapsed), s.PerSec,
-			roundDuration(s.P50), roundDuration(s.P99))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t\n", s.Name, s.Requests, benchstat.Round(s.Elapsed), s.PerSec,
+			benchstat.Round(s.P50), benchstat.Round(s.P99))
 	}
 	tw.Flush()
 	fmt.Fprintf(&b, "signed ping is %.2f× the unsigned no-op's requests/s; signed grant check is %.2f×\n", r.PingRatio, r.CheckRatio)
