@@ -463,7 +463,7 @@ func (tb *tab) fillTextarea(sel, value string) {
 		tb.fail("no textarea %s", sel)
 	}
 	tb.setProperty(sel, "value", "")
-	if err := chromedp.Do(tb.ctx, chromedp.SendKeys(chromedp.CSS(sel), value)); err != nil {
+	if err := chromedp.Do(tb.ctx, chromedp.Focus(chromedp.CSS(sel)), chromedp.KeyEvent(value)); err != nil {
 		tb.fail("type into %s: %v", sel, err)
 	}
 }

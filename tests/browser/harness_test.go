@@ -343,10 +343,13 @@ func (tb *tab) submit(sel string) *network.Response {
 	return resp
 }
 
-// fill types into an input, replacing what it held.
+// fill types into an input, replacing what it held. It focuses the input
+// and sends key events rather than using chromedp.SendKeys, which reads
+// the node's attributes without the lock chromedp's DOM event handler
+// writes them under (a data race the race detector reports).
 func (tb *tab) fill(sel, value string) {
 	tb.t.Helper()
-	if err := chromedp.Do(tb.ctx, chromedp.Clear(chromedp.CSS(sel)), chromedp.SendKeys(chromedp.CSS(sel), value)); err != nil {
+	if err := chromedp.Do(tb.ctx, chromedp.Clear(chromedp.CSS(sel)), chromedp.Focus(chromedp.CSS(sel)), chromedp.KeyEvent(value)); err != nil {
 		tb.fail("type into %s: %v", sel, err)
 	}
 }
