@@ -136,53 +136,23 @@ func (myDialect) bindTime(c *Column, t time.Time, _ int) (string, any) {
 }
 
 func (myDialect) tables(ctx context.Context, db *sql.DB) ([]Table, error) {
-	rows, err := db.QueryContext(ctx, `SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE = 'VIEW'
+	return queryAll(ctx, db, func(r *sql.Rows) (t Table, err error) { err = r.Scan(&t.Schema, &t.Name, &t.View); return t, err },
+		`SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE = 'VIEW'
 		FROM information_schema.TABLES
 		WHERE TABLE_SCHEMA = COALESCE(DATABASE(), TABLE_SCHEMA)
 		  AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
 		ORDER BY TABLE_SCHEMA, TABLE_NAME`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ts []Table
-	for rows.Next() {
-		var t Table
-		if err := rows.Scan(&t.Schema, &t.Name, &t.View); err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return ts, rows.Err()
 }
 
 func (myDialect) columns(ctx context.Context, db *sql.DB, t Table) ([]Column, error) {
-	rows, err := db.QueryContext(ctx, `SELECT c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE = 'YES', COALESCE(k.ORDINAL_POSITION, 0)
+	return queryAll(ctx, db, scanColumn(MySQL),
+		`SELECT c.COLUMN_NAME, c.COLUMN_TYPE, c.IS_NULLABLE = 'YES', COALESCE(k.ORDINAL_POSITION, 0)
 		FROM information_schema.COLUMNS c
 		LEFT JOIN information_schema.KEY_COLUMN_USAGE k
 		  ON k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME
 		 AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY'
 		WHERE c.TABLE_SCHEMA = COALESCE(NULLIF(?, ''), DATABASE()) AND c.TABLE_NAME = ?
 		ORDER BY c.ORDINAL_POSITION`, t.Schema, t.Name)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var cols []Column
-	for rows.Next() {
-		var (
-			name, typ string
-			nullable  bool
-			key       int
-		)
-		if err := rows.Scan(&name, &typ, &nullable, &key); err != nil {
-			return nil, err
-		}
-		c := classify(MySQL, typ).column(name, typ, nullable)
-		c.Key = key
-		cols = append(cols, c)
-	}
-	return cols, rows.Err()
 }
 
 func (myDialect) explain(err error) error {

@@ -104,24 +104,12 @@ func (d pgDialect) bindTime(c *Column, t time.Time, n int) (string, any) {
 }
 
 func (pgDialect) tables(ctx context.Context, db *sql.DB) ([]Table, error) {
-	rows, err := db.QueryContext(ctx, `SELECT table_schema, table_name, table_type = 'VIEW'
+	return queryAll(ctx, db, func(r *sql.Rows) (t Table, err error) { err = r.Scan(&t.Schema, &t.Name, &t.View); return t, err },
+		`SELECT table_schema, table_name, table_type = 'VIEW'
 		FROM information_schema.tables
 		WHERE table_schema NOT IN ('pg_catalog', 'information_schema')
 		  AND table_schema NOT LIKE 'pg\_toast%' AND table_schema NOT LIKE 'pg\_temp%'
 		ORDER BY table_schema, table_name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ts []Table
-	for rows.Next() {
-		var t Table
-		if err := rows.Scan(&t.Schema, &t.Name, &t.View); err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return ts, rows.Err()
 }
 
 func (pgDialect) columns(ctx context.Context, db *sql.DB, t Table) ([]Column, error) {

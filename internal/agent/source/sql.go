@@ -395,3 +395,39 @@ func netProblem(err error) error {
 	}
 	return nil
 }
+
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(*sql.Rows) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// scanColumn reads a (name, type, nullable, key position) row of a
+// catalog query and suggests the column's catalog type for kind.
+func scanColumn(kind string) func(*sql.Rows) (Column, error) {
+	return func(r *sql.Rows) (Column, error) {
+		var (
+			name, typ string
+			nullable  bool
+			key       int
+		)
+		if err := r.Scan(&name, &typ, &nullable, &key); err != nil {
+			return Column{}, err
+		}
+		c := classify(kind, typ).column(name, typ, nullable)
+		c.Key = key
+		return c, nil
+	}
+}

@@ -142,21 +142,9 @@ func (d liteDialect) bind(c *Column, v string, n int) (string, any, error) {
 }
 
 func (liteDialect) tables(ctx context.Context, db *sql.DB) ([]Table, error) {
-	rows, err := db.QueryContext(ctx, `SELECT name, type = 'view' FROM sqlite_schema
+	return queryAll(ctx, db, func(r *sql.Rows) (t Table, err error) { err = r.Scan(&t.Name, &t.View); return t, err },
+		`SELECT name, type = 'view' FROM sqlite_schema
 		WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ts []Table
-	for rows.Next() {
-		var t Table
-		if err := rows.Scan(&t.Name, &t.View); err != nil {
-			return nil, err
-		}
-		ts = append(ts, t)
-	}
-	return ts, rows.Err()
 }
 
 func (liteDialect) columns(ctx context.Context, db *sql.DB, t Table) ([]Column, error) {
@@ -164,24 +152,6 @@ func (liteDialect) columns(ctx context.Context, db *sql.DB, t Table) ([]Column, 
 	if schema == "" {
 		schema = "main"
 	}
-	rows, err := db.QueryContext(ctx, `SELECT name, type, "notnull" = 0, pk FROM pragma_table_info(?, ?) ORDER BY cid`, t.Name, schema)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var cols []Column
-	for rows.Next() {
-		var (
-			name, typ string
-			nullable  bool
-			key       int
-		)
-		if err := rows.Scan(&name, &typ, &nullable, &key); err != nil {
-			return nil, err
-		}
-		c := classify(SQLite, typ).column(name, typ, nullable)
-		c.Key = key
-		cols = append(cols, c)
-	}
-	return cols, rows.Err()
+	return queryAll(ctx, db, scanColumn(SQLite),
+		`SELECT name, type, "notnull" = 0, pk FROM pragma_table_info(?, ?) ORDER BY cid`, t.Name, schema)
 }
