@@ -53,6 +53,7 @@ Usage:
   govshare refdata regions import FILE | codes import NAME FILE  load the region table or a code table (platform administrator)
   govshare call [flags] METHOD PATH  send one request signed as an app (secret in GOVSHARE_APP_SECRET)
   govshare totp SECRET            print the current one-time code for a TOTP secret (demo and tests)
+  govshare agent run --config F   run an exchange node (前置机)
   govshare version                print the version
 
 Configuration: flags, GOVSHARE_* environment variables and an optional TOML file (--config).
@@ -122,6 +123,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return refdataCmd(ctx, rest, stdout, stderr)
 	case "call":
 		return callCmd(ctx, rest, stdout, stderr)
+	case "agent":
+		return agentCmd(ctx, rest, stdout, stderr)
 	case "totp":
 		if len(rest) != 1 {
 			return errors.New("usage: govshare totp SECRET")

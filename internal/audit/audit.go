@@ -186,6 +186,9 @@ func By(actor policy.Actor, action, objType, objID, result string, details map[s
 	e := Event{ActorType: ActorUser, ActorID: strconv.FormatInt(actor.UserID, 10), ActorName: actor.Login, DeptID: actor.DeptID,
 		Action: action, ObjectType: objType, ObjectID: objID, Result: result, Details: Details(details)}
 	switch {
+	case strings.HasPrefix(actor.App, "node:"):
+		// An exchange node acting for its department (policy.NodeClient).
+		e.ActorType, e.ActorID = ActorNode, strings.TrimPrefix(actor.App, "node:")
 	case actor.App != "":
 		e.ActorType, e.ActorID = ActorApp, actor.App
 	case actor.UserID == 0:

@@ -25,6 +25,9 @@ type Config struct {
 	Data          string `toml:"data" env:"GOVSHARE_DATA" help:"data folder (SQLite file, embedded NATS store, key file)"`
 	DB            string `toml:"db" env:"GOVSHARE_DB" help:"database: empty = SQLite in the data folder; postgres://… = PostgreSQL"`
 	NATS          string `toml:"nats" env:"GOVSHARE_NATS" help:"bus: empty = embedded NATS JetStream; nats://… = external server or cluster"`
+	NodeAddr      string `toml:"node_addr" env:"GOVSHARE_NODE_ADDR" help:"listen address of the node endpoint (mutual TLS for exchange nodes); empty = none"`
+	NodeHosts     string `toml:"node_hosts" env:"GOVSHARE_NODE_HOSTS" help:"comma-separated host names and IPs nodes reach the node endpoint by (its certificate names them)"`
+	Replicas      string `toml:"exchange_replicas" env:"GOVSHARE_EXCHANGE_REPLICAS" help:"replicas of the exchange streams: 1 on one server, 3 on a three-node NATS cluster"`
 	NATSListen    string `toml:"nats_listen" env:"GOVSHARE_NATS_LISTEN" help:"embedded NATS: also listen on host:port for nodes (empty = in-process only)"`
 	SecretKeyFile string `toml:"secret_key_file" env:"GOVSHARE_SECRET_KEY_FILE" help:"master key file (default <data>/secret.key); all servers of one deployment share it"`
 	AuditHash     string `toml:"audit_hash" env:"GOVSHARE_AUDIT_HASH" help:"audit hash chain algorithm: sm3 or sha256"`
@@ -45,7 +48,8 @@ type Config struct {
 // Defaults returns the embedded-default configuration.
 func Defaults() Config {
 	return Config{Addr: "127.0.0.1:8080", Data: "./data", AuditHash: "sm3", AuditRetain: "5y", LogLevel: "info",
-		NetworkZone: "internal", CodeSeparator: "/", CodeWidth: "6", ChangeDays: "15", AnswerDays: "10", ProvideDays: "5"}
+		NetworkZone: "internal", CodeSeparator: "/", CodeWidth: "6", ChangeDays: "15", AnswerDays: "10", ProvideDays: "5",
+		NodeHosts: "127.0.0.1,localhost", Replicas: "1"}
 }
 
 // Loaded is a configuration with the source of each value.

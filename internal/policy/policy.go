@@ -23,6 +23,11 @@ const (
 // it acts; no user holds it, so it is not among AllRoles.
 const AppClient Role = "app"
 
+// NodeClient is held by a department's exchange node (前置机) when it
+// delivers a job's batches: it may submit data of its own department and
+// nothing else. Like AppClient it is never given to a person.
+const NodeClient Role = "node"
+
 // AllRoles lists every role in display order.
 var AllRoles = []Role{PlatformAdmin, SecurityAdmin, Auditor, DeptAdmin, DeptReviewer, Consumer}
 
@@ -108,6 +113,11 @@ const (
 	DataView      Action = "data.view"      // see a resource's batches, quality reports and quarantine
 	DataPreview   Action = "data.preview"   // see the first rows of a resource, masked
 
+	ExchangeView   Action = "exchange.view"   // see the department's nodes, jobs, runs, subscriptions and alarms (桥接监控)
+	ExchangeManage Action = "exchange.manage" // create, change, start, stop and delete the department's exchange jobs; full checks (桥接管理)
+	ExchangeBridge Action = "exchange.bridge" // subscribe the department's nodes to resources it holds exchange grants for (交换桥接)
+	AlarmClose     Action = "exchange.alarm"  // close an exchange alarm with a note
+
 	CatalogRate Action = "catalog.rate" // rate a published entry of another department
 	DemandPost  Action = "demand.post"  // post a data demand (需求目录)
 )
@@ -169,9 +179,14 @@ var rules = map[Action]map[Role]scope{
 	GrantRevoke:     {PlatformAdmin: all, DeptAdmin: ownDept},
 
 	ResourceMount: {PlatformAdmin: all, DeptAdmin: ownDept},
-	DataSubmit:    {DeptAdmin: ownDept, AppClient: ownDept},
+	DataSubmit:    {DeptAdmin: ownDept, AppClient: ownDept, NodeClient: ownDept},
 	DataView:      {PlatformAdmin: all, DeptAdmin: ownDept, DeptReviewer: ownDept, AppClient: ownDept},
 	DataPreview:   {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
+
+	ExchangeView:   {PlatformAdmin: all, Auditor: all, DeptAdmin: ownDept, DeptReviewer: ownDept},
+	ExchangeManage: {PlatformAdmin: all, DeptAdmin: ownDept},
+	ExchangeBridge: {DeptAdmin: ownDept},
+	AlarmClose:     {PlatformAdmin: all, DeptAdmin: ownDept},
 
 	CatalogRate: {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
 	DemandPost:  {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},

@@ -24,9 +24,11 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/config"
+	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
 	"govshare/internal/notify"
+	"govshare/internal/pki"
 	"govshare/internal/quality"
 	"govshare/internal/refdata"
 	"govshare/internal/resource"
@@ -70,8 +72,12 @@ type Platform struct {
 	Apps      *share.Apps
 	Notify    *notify.Service
 	Share     *share.Service
-	Log       *slog.Logger
-	Out       io.Writer
+	PKI       *pki.Service
+	Exchange  *exchange.Service
+	// NodeURL is the node endpoint's address once it listens.
+	NodeURL string
+	Log     *slog.Logger
+	Out     io.Writer
 }
 
 // Logger builds the JSON logger at the configured level.
@@ -212,6 +218,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		}
 	})
 	p.Share = share.NewService(p.DB, p.Audit, p.Catalog, p.Calendar, p.Notify, ShareConfig(cfg, log))
+	p.PKI = pki.NewService(p.DB, p.Audit, p.Keys)
+	replicas, _ := strconv.Atoi(cfg.Replicas)
+	p.Exchange = exchange.New(exchange.Deps{DB: p.DB, Audit: p.Audit, Bus: p.Bus, Resources: p.Resources, Share: p.Share, PKI: p.PKI,
+		Masker: mask.New(p.Keys.Derive("mask/hash")), Notify: alarmNotifier{p.Notify}, Log: log, Replicas: replicas})
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}
@@ -282,6 +292,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	var workers sync.WaitGroup
 	defer func() { stopBackground(); workers.Wait() }()
 	workers.Go(func() { p.Notify.Run(background) })
+	if err := p.startExchange(background, cfg, &workers, log); err != nil {
+		return err
+	}
 	workers.Go(func() { p.Notify.RunReminders(background, reminderEvery, p.deadlineSources()...) })
 
 	addr := ln.Addr().String()

@@ -1,0 +1,237 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"govshare/internal/agent/source"
+	"govshare/internal/agent/target"
+	"govshare/internal/exchange/wire"
+)
+
+// subRunner applies one subscription's deliveries to its target table, in
+// order and each once (交换桥接).
+type subRunner struct {
+	a      *Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+	specCh chan wire.SubscriptionSpec
+
+	mu      sync.Mutex
+	spec    wire.SubscriptionSpec
+	state   string
+	err     string
+	applied uint64
+	lastAt  time.Time
+}
+
+func (a *Agent) startSub(ctx context.Context, spec wire.SubscriptionSpec) *subRunner {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &subRunner{a: a, cancel: cancel, done: make(chan struct{}), specCh: make(chan wire.SubscriptionSpec, 1), spec: spec, state: "starting"}
+	go func() {
+		defer close(r.done)
+		r.loop(ctx)
+	}()
+	return r
+}
+
+func (r *subRunner) update(spec wire.SubscriptionSpec) {
+	select {
+	case <-r.specCh:
+	default:
+	}
+	r.specCh <- spec
+}
+
+func (r *subRunner) stop() { r.cancel() }
+func (r *subRunner) wait() { <-r.done }
+
+func (r *subRunner) set(state, err string) {
+	r.mu.Lock()
+	r.state, r.err = state, err
+	r.mu.Unlock()
+}
+
+func (r *subRunner) report() wire.SubStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return wire.SubStatus{Subscription: r.spec.ID, State: r.state, Applied: r.applied, LastAt: r.lastAt, Error: r.err}
+}
+
+func streamName(spec wire.SubscriptionSpec) string {
+	return "sub-" + strconv.FormatInt(spec.ID, 10) + "-e" + strconv.FormatInt(spec.Epoch, 10)
+}
+
+func targetColumns(spec wire.SubscriptionSpec) []target.Column {
+	out := make([]target.Column, len(spec.Columns))
+	for i, c := range spec.Columns {
+		out[i] = target.Column{Name: c.Name, DataType: c.DataType, Length: c.Length, Key: c.Key}
+	}
+	return out
+}
+
+// loop fetches and applies deliveries while the subscription is active.
+func (r *subRunner) loop(ctx context.Context) {
+	var tgt *target.Target
+	defer func() {
+		if tgt != nil {
+			tgt.Close()
+		}
+	}()
+	var prepared string // stream the target is prepared for
+	spec := r.spec
+	for ctx.Err() == nil {
+		select {
+		case spec = <-r.specCh:
+			r.mu.Lock()
+			r.spec = spec
+			r.mu.Unlock()
+		default:
+		}
+		if !spec.Active {
+			r.set("stopped", "")
+			select {
+			case spec = <-r.specCh:
+				r.mu.Lock()
+				r.spec = spec
+				r.mu.Unlock()
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if tgt == nil {
+			d, ok := r.a.cfg.target(spec.Target)
+			if !ok {
+				r.set("failed", fmt.Sprintf("the node's configuration has no target named %q", spec.Target))
+				sleep(ctx, 10*time.Second)
+				continue
+			}
+			t, err := target.Open(d.Kind, d.DSN)
+			if err != nil {
+				r.set("failed", err.Error())
+				sleep(ctx, 5*time.Second)
+				continue
+			}
+			tgt = t
+		}
+		stream := streamName(spec)
+		cols := targetColumns(spec)
+		if prepared != stream {
+			if err := r.prepare(ctx, tgt, spec, cols); err != nil {
+				r.set("failed", err.Error())
+				sleep(ctx, 5*time.Second)
+				continue
+			}
+			prepared = stream
+		}
+		applied, err := tgt.Applied(ctx, stream)
+		if err != nil {
+			r.set("failed", err.Error())
+			sleep(ctx, 5*time.Second)
+			continue
+		}
+		r.mu.Lock()
+		r.applied = applied
+		r.mu.Unlock()
+		wait := "20"
+		if !spec.Realtime {
+			wait = "0"
+		}
+		var got wire.Deliveries
+		q := url.Values{"subscription": {strconv.FormatInt(spec.ID, 10)}, "after": {strconv.FormatUint(applied, 10)}, "max": {"20"}, "wait": {wait}}
+		if err := r.a.call(ctx, http.MethodGet, wire.PathDeliveries, q, nil, "", &got); err != nil {
+			if ctx.Err() == nil {
+				r.set("waiting", err.Error())
+				sleep(ctx, 2*time.Second)
+			}
+			continue
+		}
+		if !got.Active {
+			r.set("stopped", "")
+			spec.Active = false
+			continue
+		}
+		r.set("applying", "")
+		var acks []wire.Ack
+		for _, d := range got.Items {
+			if d.Epoch != spec.Epoch {
+				continue
+			}
+			c, skipped, err := tgt.Apply(ctx, spec.Table, cols, stream, d.Seq, toRows(d.Rows), toKeys(d.Deletes))
+			if err != nil {
+				acks = append(acks, wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt, Error: err.Error()})
+				r.set("failed", err.Error())
+				break
+			}
+			counts := wire.RunCounts{Rows: int64(len(d.Rows) + len(d.Deletes)), Inserted: c.Inserted, Updated: c.Updated, Unchanged: c.Unchanged,
+				Deleted: c.Deleted, Missing: c.Missing}
+			if skipped {
+				counts = wire.RunCounts{}
+			}
+			r.a.metrics.applied(spec.ID, len(d.Rows)+len(d.Deletes), d.Changed)
+			acks = append(acks, wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt,
+				Counts: counts, AppliedAt: time.Now().UTC()})
+			r.mu.Lock()
+			r.applied, r.lastAt = d.Seq, time.Now().UTC()
+			r.mu.Unlock()
+		}
+		if len(acks) > 0 {
+			body, _ := json.Marshal(acks)
+			if err := r.a.call(ctx, http.MethodPost, wire.PathAcks, nil, body, "application/json", nil); err != nil && ctx.Err() == nil {
+				r.a.log.Warn("acknowledging deliveries", "subscription", spec.ID, "err", err)
+			}
+		}
+		if r.state == "failed" {
+			sleep(ctx, 5*time.Second)
+		} else if !spec.Realtime && len(got.Items) == 0 {
+			sleep(ctx, time.Duration(max(spec.IntervalSeconds, 1))*time.Second)
+		}
+	}
+}
+
+// prepare makes the target ready for a (new) epoch: the table exists, and
+// a re-sync starts from an empty table.
+func (r *subRunner) prepare(ctx context.Context, tgt *target.Target, spec wire.SubscriptionSpec, cols []target.Column) error {
+	if err := tgt.Ensure(ctx, spec.Table, cols, spec.Create); err != nil {
+		return err
+	}
+	stream := streamName(spec)
+	applied, err := tgt.Applied(ctx, stream)
+	if err != nil {
+		return err
+	}
+	if applied == 0 && spec.Epoch > 1 {
+		return tgt.Reset(ctx, stream, spec.Table, true)
+	}
+	return nil
+}
+
+func toRows(rows [][]*string) []source.Row {
+	out := make([]source.Row, len(rows))
+	for i, row := range rows {
+		r := make(source.Row, len(row))
+		for j, v := range row {
+			if v == nil {
+				r[j] = source.Value{Null: true}
+			} else {
+				r[j] = source.Value{Text: *v}
+			}
+		}
+		out[i] = r
+	}
+	return out
+}
+
+func toKeys(keys [][]string) []source.Key {
+	out := make([]source.Key, len(keys))
+	for i, k := range keys {
+		out[i] = source.Key(k)
+	}
+	return out
+}
