@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"govshare/internal/calendar"
 	"govshare/internal/quality"
@@ -72,7 +73,9 @@ func (st *stage) flag(ctx context.Context, q querier, v quality.Violation, rows 
 // be unique repeats an earlier upsert of the batch or a live record with
 // another key. Where the reader's filter can tell, only the values it
 // marked as probably repeated are looked at, so nothing sorts the whole
-// batch. It returns how many rows it put aside.
+// batch. When loading, the rows in the table are the first of their keys
+// and values, so a staged row holding the key or a unique value of one
+// repeats it. It returns how many rows it put aside.
 func (s *Service) repeats(ctx context.Context, st *stage, r Resource, rep *reportBuilder, rc readCounts) (int64, error) {
 	st.upserts, st.deletes = rc.upserts, rc.deletes
 	cols, t := st.cols, tablesOf(r.Table)
@@ -89,7 +92,7 @@ func (s *Service) repeats(ctx context.Context, st *stage, r Resource, rep *repor
 		w := st.watch.watches[b]
 		among := ""
 		if w.seen != nil {
-			if w.marked == 0 {
+			if st.watch.marked[b] == 0 {
 				return ""
 			}
 			l := list(w.cols)
@@ -102,7 +105,18 @@ func (s *Service) repeats(ctx context.Context, st *stage, r Resource, rep *repor
 		return fmt.Sprintf(`SELECT "_row" FROM (SELECT "_row", ROW_NUMBER() OVER (PARTITION BY %s ORDER BY "_row") AS n
 			FROM %s WHERE "_viol" IS NULL%s%s) d WHERE n > 1`, list(w.cols), st.table, where, among)
 	}
+	// When loading, the table holds the rows loaded, many, and the stage
+	// the rest, few: those are looked up in the table one by one, which
+	// planners would rather not do for a table they know nothing of.
+	lookup := func(where string) string {
+		return fmt.Sprintf(`(SELECT 1 FROM %s t WHERE %s LIMIT 1) IS NOT NULL`, t.main, where)
+	}
 	keys := within(0, "")
+	if keys != "" && st.load != nil {
+		// A loaded row is the first of its key: a staged row with its key
+		// repeats it.
+		keys += fmt.Sprintf(` UNION ALL SELECT s."_row" FROM %s s WHERE s."_viol" IS NULL AND %s`, st.table, lookup(keyMatch("t", "s", cols)))
+	}
 	if keys == "" && len(st.unique) == 0 {
 		return 0, nil
 	}
@@ -129,7 +143,11 @@ func (s *Service) repeats(ctx context.Context, st *stage, r Resource, rep *repor
 			if w := within(1+u, fmt.Sprintf(` AND "_op" = 'upsert' AND %s IS NOT NULL`, col)); w != "" {
 				rows = append(rows, w)
 			}
-			if live {
+			switch {
+			case live && st.load != nil:
+				rows = append(rows, fmt.Sprintf(`SELECT s."_row" FROM %s s WHERE s."_viol" IS NULL AND s."_op" = 'upsert' AND %s`, st.table,
+					lookup(fmt.Sprintf(`t.%s = s.%s AND t."_deleted_at" IS NULL AND NOT (%s)`, col, col, keyMatch("t", "s", cols)))))
+			case live:
 				rows = append(rows, fmt.Sprintf(`SELECT s."_row" FROM %s s JOIN %s t ON t.%s = s.%s
 					WHERE s."_viol" IS NULL AND s."_op" = 'upsert' AND t."_deleted_at" IS NULL AND NOT (%s)`, st.table, t.main, col, col, keyMatch("t", "s", cols)))
 			}
@@ -155,11 +173,13 @@ const sortFrom = 10000
 type applied struct{ upserts, deletes, inserted, updated, deleted int64 }
 
 // apply writes the staged batch into the resource in one transaction:
-// history first, while the table still shows the old state, then the
-// records with their lineage, the deletes, the quarantine, the counts.
-// Applies of one resource run one at a time (the resource's row is locked
-// first on PostgreSQL; SQLite has one writer), so records can be told new
-// or known without conflicts, and the counts kept by difference.
+// the states that changed records leave behind go to the history first,
+// while the table still shows them; then new records are inserted,
+// changed ones updated, deleted ones marked, with their lineage; then the
+// quarantine and the counts. Applies of one resource run one at a time
+// (the resource's row is locked first on PostgreSQL; SQLite has one
+// writer), so records can be told new or known without conflicts, and
+// the counts kept by difference.
 func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int64, source Source, total, bad int64, report []byte) error {
 	t := tablesOf(r.Table)
 	d, cols := st.d, st.cols
@@ -169,8 +189,7 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 		// once the index outgrows the cache (SQLite's is 2 MB,
 		// PostgreSQL's shared buffers 128 MB by default): the good rows of
 		// a large batch are put in key order first, on SQLite outside the
-		// write lock, so the records' key and the history's key index
-		// grow at their ends.
+		// write lock, so the records' key index grows at its end.
 		if err := st.sortByKey(ctx); err != nil {
 			return fmt.Errorf("sort: %w", err)
 		}
@@ -181,20 +200,11 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 	sNames := make([]string, len(cols))
 	tNames := make([]string, len(cols))
 	sets := make([]string, len(cols))
-	vals := make([]string, len(cols))
-	quoteJSON := "json_quote"
-	if d == store.Postgres {
-		quoteJSON = "to_json"
-	}
 	for i, c := range cols {
 		names[i] = quote(c.MachineName)
 		sNames[i] = "s." + names[i]
 		tNames[i] = "t." + names[i]
 		sets[i] = names[i] + " = s." + names[i]
-		vals[i] = quoteJSON + "(COALESCE(" + selectExpr(d, "", c) + ", ''))"
-		if d == store.Postgres {
-			vals[i] += "::text"
-		}
 	}
 	var keyNames, sKeys []string
 	for _, i := range st.keys {
@@ -208,40 +218,55 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 		keyTuple = "(" + keyTuple + ")"
 	}
 	good := `s."_viol" IS NULL AND s."_op" = `
+	// A state left behind says how it came about: deleted, the record's
+	// first (its batch created it), or an update. A record's first state
+	// after a delete is stored as an update and read as an insert, by
+	// the delete before it (versions).
+	superseded := fmt.Sprintf(`INSERT INTO %s (%s, "_op", "_batch", "_source", "_at")
+		SELECT %s, CASE WHEN t."_deleted_at" IS NOT NULL THEN 'delete' WHEN t."_batch_created" = t."_batch_updated" THEN 'insert' ELSE 'update' END,
+			t."_batch_updated", t."_source", t."_updated_at"`, t.hist, strings.Join(names, ", "), strings.Join(tNames, ", "))
 	a := applied{upserts: st.upserts, deletes: st.deletes}
 	return st.commit(ctx, func(q querier) error {
 		// held counts the live records; known is whether the table holds
-		// any record, live or deleted; the new history rows will follow
-		// lastHist, so counting them by kind tells inserts from updates.
-		// On PostgreSQL the lock is taken by a statement of its own, so
-		// that the next one reads what an apply it waited for wrote.
+		// any record, live or deleted. On PostgreSQL the lock is taken by
+		// a statement of its own, so that the next one reads what an
+		// apply it waited for wrote.
 		if d == store.Postgres {
 			if _, err := q.exec(ctx, "SELECT id FROM resources WHERE id = ? FOR UPDATE", r.ID); err != nil {
 				return err
 			}
 		}
-		var held, lastHist int64
+		var held int64
 		var known bool
-		if err := q.queryRow(ctx, fmt.Sprintf(`SELECT r.record_count, EXISTS (SELECT 1 FROM %s), (SELECT COALESCE(MAX("_hid"), 0) FROM %s)
-			FROM resources r WHERE r.id = ?`, t.main, t.hist), r.ID).Scan(&held, &known, &lastHist); err != nil {
+		if err := q.queryRow(ctx, fmt.Sprintf(`SELECT r.record_count, EXISTS (SELECT 1 FROM %s) FROM resources r WHERE r.id = ?`, t.main),
+			r.ID).Scan(&held, &known); err != nil {
 			return err
 		}
-		// History first, while the table still shows the old state.
-		if _, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s, "_op", "_batch", "_source", "_at")
-			SELECT %s, CASE WHEN %s IS NULL OR t."_deleted_at" IS NOT NULL THEN 'insert' ELSE 'update' END, ?, ?, ?
-			FROM %s s LEFT JOIN %s t ON %s
-			WHERE %s'upsert' AND (%s IS NULL OR t."_deleted_at" IS NOT NULL OR %s)`,
-			t.hist, strings.Join(names, ", "), strings.Join(sNames, ", "), firstKey, src, t.main, match, good, firstKey, differs(d, "t", "s", cols)),
-			batchID, source, now); err != nil {
-			return fmt.Errorf("history of changes: %w", err)
+		// The upserts are told apart in one pass: new keys, records that
+		// changed or come back after a delete (counted as inserts), and
+		// the rest, unchanged.
+		fresh, changed, back := a.upserts, int64(0), int64(0)
+		if known && a.upserts > 0 {
+			if err := q.queryRow(ctx, fmt.Sprintf(`SELECT COALESCE(SUM(CASE WHEN %s IS NULL THEN 1 ELSE 0 END), 0),
+				COALESCE(SUM(CASE WHEN %s IS NOT NULL AND (t."_deleted_at" IS NOT NULL OR %s) THEN 1 ELSE 0 END), 0),
+				COALESCE(SUM(CASE WHEN t."_deleted_at" IS NOT NULL THEN 1 ELSE 0 END), 0)
+				FROM %s s LEFT JOIN %s t ON %s WHERE %s'upsert'`, firstKey, firstKey, differs(d, "t", "s", cols), src, t.main, match, good),
+			).Scan(&fresh, &changed, &back); err != nil {
+				return err
+			}
 		}
-		if err := countOps(ctx, q, t.hist, lastHist, &a); err != nil {
-			return err
+		a.updated = changed - back
+		// The states changed and deleted records leave behind go to the
+		// history first.
+		if changed > 0 {
+			if _, err := q.exec(ctx, superseded+fmt.Sprintf(` FROM %s s JOIN %s t ON %s WHERE %s'upsert' AND (t."_deleted_at" IS NOT NULL OR %s)`,
+				src, t.main, match, good, differs(d, "t", "s", cols))); err != nil {
+				return fmt.Errorf("history of changes: %w", err)
+			}
 		}
-		if a.deletes > 0 {
-			res, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO %s (%s, "_op", "_batch", "_source", "_at")
-				SELECT %s, 'delete', ?, ?, ? FROM %s t JOIN %s s ON %s WHERE %s'delete' AND t."_deleted_at" IS NULL`,
-				t.hist, strings.Join(names, ", "), strings.Join(tNames, ", "), t.main, src, match, good), batchID, source, now)
+		if known && a.deletes > 0 {
+			res, err := q.exec(ctx, superseded+fmt.Sprintf(` FROM %s t JOIN %s s ON %s WHERE %s'delete' AND t."_deleted_at" IS NULL`,
+				t.main, src, match, good))
 			if err != nil {
 				return fmt.Errorf("history of deletes: %w", err)
 			}
@@ -255,8 +280,8 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 		// as the table holds. On PostgreSQL dropping the index would keep
 		// readers out of a filled table until the commit; SQLite's
 		// readers go on reading the state before the batch.
-		changed := a.inserted + a.updated
-		rebuild := len(st.unique) > 0 && changed > 0 && (!known || d == store.SQLite && changed >= sortFrom && changed >= held)
+		rebuild := len(st.unique) > 0 && fresh+changed > 0 &&
+			(!known || d == store.SQLite && fresh+changed >= sortFrom && fresh+changed >= held)
 		if rebuild {
 			var err error
 			if rebuild, err = st.dropIndexes(ctx, q, r); err != nil {
@@ -265,8 +290,7 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 		}
 		// New records are inserted; then records known to the table that
 		// changed, or come back after a delete, are updated.
-		var added int64
-		if a.inserted > 0 {
+		if fresh > 0 {
 			isNew := ""
 			if known {
 				isNew = fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s t WHERE %s)`, t.main, match)
@@ -277,11 +301,12 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 			if err != nil {
 				return fmt.Errorf("insert: %w", err)
 			}
-			if added, err = res.RowsAffected(); err != nil {
+			if a.inserted, err = res.RowsAffected(); err != nil {
 				return err
 			}
 		}
-		if a.updated > 0 || a.inserted > added {
+		a.inserted += back
+		if changed > 0 {
 			if _, err := q.exec(ctx, fmt.Sprintf(`UPDATE %s AS t SET %s, "_batch_updated" = ?, "_source" = ?, "_updated_at" = ?, "_deleted_at" = NULL
 				FROM %s s WHERE %s AND %s'upsert' AND (t."_deleted_at" IS NOT NULL OR %s)`,
 				t.main, strings.Join(sets, ", "), src, match, good, differs(d, "t", "s", cols)), batchID, source, now); err != nil {
@@ -296,7 +321,8 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 			}
 		}
 		// Deletes are recorded, not lost: the record stays, marked
-		// deleted, and its last state is in the history.
+		// deleted with its last values, and the state before is in the
+		// history.
 		if a.deleted > 0 {
 			if _, err := q.exec(ctx, fmt.Sprintf(`UPDATE %s SET "_deleted_at" = ?, "_batch_updated" = ?, "_source" = ?, "_updated_at" = ?
 				WHERE "_deleted_at" IS NULL AND %s IN (SELECT %s FROM %s s WHERE %s'delete')`,
@@ -304,28 +330,45 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 				return fmt.Errorf("delete: %w", err)
 			}
 		}
-		if bad > 0 {
-			if _, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO resource_quarantine (resource_id, batch_id, row_no, op, vals, violations, state, created_at)
-				SELECT ?, ?, "_row", "_op", COALESCE("_raw", '[' || %s || ']'), "_viol", 'open', ? FROM %s WHERE "_viol" IS NOT NULL ORDER BY "_row"`,
-				strings.Join(vals, " || ',' || "), st.table), r.ID, batchID, now); err != nil {
-				return fmt.Errorf("quarantine: %w", err)
+		return s.finish(ctx, q, st, r, batchID, a, total, bad, report, now)
+	})
+}
+
+// finish ends an apply, in its transaction: the quarantine, the batch's
+// counts and report, the resource's counts, the day's volume.
+func (s *Service) finish(ctx context.Context, q querier, st *stage, r Resource, batchID int64, a applied, total, bad int64, report []byte, now time.Time) error {
+	if bad > 0 {
+		quoteJSON := "json_quote"
+		if st.d == store.Postgres {
+			quoteJSON = "to_json"
+		}
+		vals := make([]string, len(st.cols))
+		for i, c := range st.cols {
+			vals[i] = quoteJSON + "(COALESCE(" + selectExpr(st.d, "", c) + ", ''))"
+			if st.d == store.Postgres {
+				vals[i] += "::text"
 			}
 		}
-		unchanged := a.upserts - a.inserted - a.updated
-		if _, err := q.exec(ctx, `UPDATE resource_batches SET state = 'applied', rows_total = ?, rows_inserted = ?, rows_updated = ?, rows_unchanged = ?,
-			rows_deleted = ?, rows_quarantined = ?, report = ?, finished_at = ? WHERE id = ?`,
-			total, a.inserted, a.updated, unchanged, a.deleted, bad, string(report), now, batchID); err != nil {
-			return err
+		if _, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO resource_quarantine (resource_id, batch_id, row_no, op, vals, violations, state, created_at)
+			SELECT ?, ?, "_row", "_op", COALESCE("_raw", '[' || %s || ']'), "_viol", 'open', ? FROM %s WHERE "_viol" IS NOT NULL ORDER BY "_row"`,
+			strings.Join(vals, " || ',' || "), st.table), r.ID, batchID, now); err != nil {
+			return fmt.Errorf("quarantine: %w", err)
 		}
-		if _, err := q.exec(ctx, `UPDATE resources SET record_count = record_count + ?, received_count = received_count + ?, passed_count = passed_count + ?,
-			last_update_at = ? WHERE id = ?`, a.inserted-a.deleted, total, total-bad, now, r.ID); err != nil {
-			return err
-		}
-		day := now.In(calendar.CST).Format("2006-01-02")
-		_, err := q.exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in) VALUES (?, ?, ?)
-			ON CONFLICT (resource_id, day) DO UPDATE SET records_in = resource_daily.records_in + excluded.records_in`, r.ID, day, total-bad)
+	}
+	unchanged := a.upserts - a.inserted - a.updated
+	if _, err := q.exec(ctx, `UPDATE resource_batches SET state = 'applied', rows_total = ?, rows_inserted = ?, rows_updated = ?, rows_unchanged = ?,
+		rows_deleted = ?, rows_quarantined = ?, report = ?, finished_at = ? WHERE id = ?`,
+		total, a.inserted, a.updated, unchanged, a.deleted, bad, string(report), now, batchID); err != nil {
 		return err
-	})
+	}
+	if _, err := q.exec(ctx, `UPDATE resources SET record_count = record_count + ?, received_count = received_count + ?, passed_count = passed_count + ?,
+		last_update_at = ? WHERE id = ?`, a.inserted-a.deleted, total, total-bad, now, r.ID); err != nil {
+		return err
+	}
+	day := now.In(calendar.CST).Format("2006-01-02")
+	_, err := q.exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in) VALUES (?, ?, ?)
+		ON CONFLICT (resource_id, day) DO UPDATE SET records_in = resource_daily.records_in + excluded.records_in`, r.ID, day, total-bad)
+	return err
 }
 
 // dropIndexes drops the unique items' indexes for the apply to build them
@@ -336,7 +379,7 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 func (st *stage) dropIndexes(ctx context.Context, q querier, r Resource) (bool, error) {
 	drop := func() error {
 		for _, c := range st.unique {
-			if _, err := q.exec(ctx, "DROP INDEX IF EXISTS "+quote(r.Table+"_u_"+c.MachineName)); err != nil {
+			if _, err := q.exec(ctx, "DROP INDEX IF EXISTS "+quote(uniqueIndexName(r.Table, c))); err != nil {
 				return err
 			}
 		}
@@ -354,27 +397,4 @@ func (st *stage) dropIndexes(ctx context.Context, q querier, r Resource) (bool, 
 	}
 	_, err := q.exec(ctx, "SET LOCAL lock_timeout TO DEFAULT; RELEASE SAVEPOINT drop_indexes")
 	return err == nil, err
-}
-
-// countOps counts the history rows after last by kind: inserts and
-// updates.
-func countOps(ctx context.Context, q querier, hist string, last int64, a *applied) error {
-	ops, err := q.query(ctx, `SELECT "_op", COUNT(*) FROM `+hist+` WHERE "_hid" > ? GROUP BY "_op"`, last)
-	if err != nil {
-		return err
-	}
-	defer ops.Close()
-	for ops.Next() {
-		var op string
-		var n int64
-		if err := ops.Scan(&op, &n); err != nil {
-			return err
-		}
-		if op == "insert" {
-			a.inserted = n
-		} else {
-			a.updated = n
-		}
-	}
-	return ops.Err()
 }

@@ -30,7 +30,8 @@ const (
 
 // Rows is a batch's records as they arrive: a header naming the columns,
 // then rows of text in the header's order. Next returns io.EOF after the
-// last row. A column named _op holds "upsert" (the default) or "delete".
+// last row; the slice it returns may be reused by the next call. A column
+// named _op holds "upsert" (the default) or "delete".
 type Rows interface {
 	Header() []string
 	Next() ([]string, error)
@@ -314,8 +315,9 @@ func (s *Service) openBatch(ctx context.Context, actor policy.Actor, r Resource,
 
 type runResult struct{ state string }
 
-// run stages the batch, puts repeated keys and unique values aside, and
-// applies it unless more records failed than the batch allows.
+// run stages the batch, or loads it into an empty resource, puts
+// repeated keys and unique values aside, and applies it unless more
+// records failed than the batch allows.
 func (s *Service) run(ctx context.Context, r Resource, cols []Column, h header, chk *quality.Checker, batchID int64, opt SubmitOptions, rows Rows) (runResult, error) {
 	started := time.Now()
 	st, err := s.openStage(ctx, r, cols)
@@ -323,12 +325,25 @@ func (s *Service) run(ctx context.Context, r Resource, cols []Column, h header, 
 		return runResult{}, err
 	}
 	defer st.close(ctx)
+	if err := s.beginLoad(ctx, st, r, batchID, opt.Source); err != nil {
+		return runResult{}, err
+	}
 	rc, err := s.stageRows(ctx, st, h, chk, opt, rows)
 	if err != nil {
 		return runResult{}, err
 	}
 	if rc.total == 0 {
 		return runResult{}, ErrEmpty
+	}
+	phases := []any{"read_check_stage", time.Since(started)}
+	if st.load != nil {
+		phases[0] = "read_check_load"
+		st.load.rows = rc.loaded
+		built := time.Now()
+		if err := st.endLoad(ctx, r); err != nil {
+			return runResult{}, err
+		}
+		phases = append(phases, "indexes", time.Since(built))
 	}
 	staged := time.Now()
 	rep := &rc.rep
@@ -339,7 +354,11 @@ func (s *Service) run(ctx context.Context, r Resource, cols []Column, h header, 
 	bad := rc.bad + repeated
 	report, _ := json.Marshal(rep.report())
 	checked := time.Now()
+	phases = append(phases, "repeats", checked.Sub(staged))
 	if opt.MaxErrors > 0 && bad > int64(opt.MaxErrors) {
+		// Nothing is applied; a load gives the table back first (on
+		// SQLite its lock).
+		st.close(ctx)
 		msg := fmt.Sprintf("问题记录超过上限(%d)，整批未入库 / more records failed than the batch allows (%d): nothing was applied", opt.MaxErrors, opt.MaxErrors)
 		_, err := s.db.Exec(ctx, `UPDATE resource_batches SET state = 'failed', rows_total = ?, rows_quarantined = ?, report = ?, error = ?, finished_at = ? WHERE id = ?`,
 			rc.total, bad, string(report), msg, s.now(), batchID)
@@ -350,11 +369,17 @@ func (s *Service) run(ctx context.Context, r Resource, cols []Column, h header, 
 			fmt.Sprintf("%d条记录未通过检查，超过本批次允许的%d条，整批未入库；请查看质量报告修正后重新提交", bad, opt.MaxErrors),
 			fmt.Sprintf("%d records failed the checks, more than the %d the batch allows; nothing was applied. Fix them as the quality report says and send the batch again", bad, opt.MaxErrors))
 	}
-	if err := s.apply(ctx, st, r, batchID, opt.Source, rc.total, bad, report); err != nil {
+	if st.load != nil {
+		err = s.applyLoad(ctx, st, r, batchID, rc.total, bad, report)
+	} else {
+		err = s.apply(ctx, st, r, batchID, opt.Source, rc.total, bad, report)
+	}
+	if err != nil {
 		return runResult{}, err
 	}
-	s.log.Info("resource batch applied", "resource", r.Code, "batch", batchID, "rows", rc.total, "quarantined", bad,
-		"read_check_stage", staged.Sub(started), "repeats", checked.Sub(staged), "apply", time.Since(checked))
+	phases = append(phases, "apply", time.Since(checked))
+	s.log.Info("resource batch applied", append([]any{"resource", r.Code, "batch", batchID, "rows", rc.total, "quarantined", bad,
+		"loaded", st.load != nil}, phases...)...)
 	return runResult{state: "applied"}, nil
 }
 

@@ -135,7 +135,8 @@ var ErrKeyArity = apperr.Invalid("resource.key_invalid", "key", "主键值的个
 // History returns every state a record took (数据追溯), oldest first, for
 // its provider and the platform administrators; at, when set, keeps only
 // the states up to that time, so the last one is what the record said
-// then.
+// then. The states are the history table's, which holds the states a
+// record left behind, followed by its current state in the records table.
 func (s *Service) History(ctx context.Context, actor policy.Actor, code string, key []string, at time.Time) ([]RecordVersion, []Column, error) {
 	r, err := s.ByCode(ctx, code)
 	if err != nil {
@@ -164,13 +165,8 @@ func (s *Service) History(ctx context.Context, actor policy.Actor, code string, 
 		}
 		args = append(args, v)
 	}
-	if !at.IsZero() {
-		where = append(where, `"_at" <= ?`)
-		args = append(args, at)
-	}
-	q := fmt.Sprintf(`SELECT %s, "_op", "_batch", "_source", "_at" FROM %s WHERE %s ORDER BY "_hid"`,
-		strings.Join(sel, ", "), tablesOf(r.Table).hist, strings.Join(where, " AND "))
-	vs, err := store.All(ctx, s.db, func(row store.Row) (RecordVersion, error) {
+	t := tablesOf(r.Table)
+	scan := func(row store.Row) (RecordVersion, error) {
 		var v RecordVersion
 		vals := make([]sql.NullString, len(cols))
 		dest := make([]any, 0, len(cols)+4)
@@ -186,14 +182,52 @@ func (s *Service) History(ctx context.Context, actor policy.Actor, code string, 
 		}
 		v.At = v.At.UTC()
 		return v, nil
-	}, q, args...)
+	}
+	cond := strings.Join(where, " AND ")
+	past, err := store.All(ctx, s.db, scan, fmt.Sprintf(`SELECT %s, "_op", "_batch", "_source", "_at" FROM %s WHERE %s ORDER BY "_hid"`,
+		strings.Join(sel, ", "), t.hist, cond), args...)
 	if err != nil {
 		return nil, nil, err
+	}
+	current, err := store.All(ctx, s.db, scan, fmt.Sprintf(`SELECT %s, CASE WHEN "_deleted_at" IS NULL THEN 'current' ELSE 'delete' END,
+		"_batch_updated", "_source", "_updated_at" FROM %s WHERE %s`, strings.Join(sel, ", "), t.main, cond), args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var vs []RecordVersion
+	for _, v := range versions(append(past, current...)) {
+		if at.IsZero() || !v.At.After(at) {
+			vs = append(vs, v)
+		}
 	}
 	if err := s.audit.Append(ctx, audit.By(actor, "resource.history", "resource", r.Code, audit.ResultOK, map[string]any{"versions": len(vs)})); err != nil {
 		return nil, nil, err
 	}
 	return vs, cols, nil
+}
+
+// versions turns a record's states, oldest first, into its versions. A
+// batch writes one state of a record, so two states in a row from the
+// same batch are one (tables mounted before kept the current state in the
+// history too). What made each state follows from the states before: a
+// delete is stored as such; a record's first state, or its first after a
+// delete, is an insert; any other an update.
+func versions(states []RecordVersion) []RecordVersion {
+	var out []RecordVersion
+	for _, v := range states {
+		if n := len(out); n > 0 && out[n-1].Batch == v.Batch {
+			continue
+		}
+		switch n := len(out); {
+		case v.Op == "delete":
+		case n == 0 || out[n-1].Op == "delete":
+			v.Op = "insert"
+		default:
+			v.Op = "update"
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // Quarantined is a record put aside by a batch (问题数据), with its reasons.

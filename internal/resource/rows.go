@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,14 +31,15 @@ func CSVRows(r io.Reader) (Rows, error) {
 	}
 	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = false
+	// The pipeline copies the fields out before it asks for the next row.
+	cr.ReuseRecord = true
 	h, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return nil, ErrEmpty
 	} else if err != nil {
 		return nil, ErrFormat.With("CSV 表头无法读取："+err.Error(), "the CSV header cannot be read: "+err.Error())
 	}
-	return &csvRows{r: cr, header: h}, nil
+	return &csvRows{r: cr, header: slices.Clone(h)}, nil
 }
 
 type csvRows struct {

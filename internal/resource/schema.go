@@ -131,6 +131,22 @@ const lineageCols = `"_batch_created" BIGINT NOT NULL, "_batch_updated" BIGINT N
 	"_created_at" TIMESTAMP NOT NULL, "_updated_at" TIMESTAMP NOT NULL, "_deleted_at" TIMESTAMP`
 
 // createDDL builds the statements that create a resource's tables.
+//
+// The records table holds each record's current state with its lineage;
+// a deleted record stays, marked deleted, holding its last values. The
+// history table holds the states a record left behind: when a batch
+// changes, deletes or brings back a record, the state it had goes to the
+// history first, with the batch, source and time that wrote it. So a
+// record's versions are its history followed by its current state, and a
+// record loaded once and never changed has no history row. (Resources
+// mounted before this kept every state in the history, the current one
+// too; History reads both.)
+//
+// The key is the records table's primary key on PostgreSQL. On SQLite it
+// is a unique index of its own, which, unlike a primary key there, can be
+// dropped to load an empty table and be built after the load; tables
+// mounted before have it as their primary key and are loaded through the
+// stage.
 func createDDL(d store.Dialect, name string, cols []Column) []string {
 	t := tablesOf(name)
 	var defs, keys []string
@@ -151,15 +167,38 @@ func createDDL(d store.Dialect, name string, cols []Column) []string {
 	lineage := strings.ReplaceAll(lineageCols, "TIMESTAMP", ts)
 	userCols := strings.Join(defs, ", ")
 	keyList := strings.Join(keys, ", ")
+	main := fmt.Sprintf("CREATE TABLE %s (%s, %s, PRIMARY KEY (%s))", t.main, userCols, lineage, keyList)
+	if d == store.SQLite {
+		main = fmt.Sprintf("CREATE TABLE %s (%s, %s)", t.main, userCols, lineage)
+	}
 	out := []string{
-		fmt.Sprintf("CREATE TABLE %s (%s, %s, PRIMARY KEY (%s))", t.main, userCols, lineage, keyList),
-		// History: every state a record took, with the batch that wrote it.
-		// "What did this record say on date D" is the last row at or before D.
+		main,
+		// "_op" is how the state came about (insert, update, delete),
+		// "_batch", "_source" and "_at" which batch wrote it, from where,
+		// when; "What did this record say at T" is the last state at or
+		// before T.
 		fmt.Sprintf(`CREATE TABLE %s (%s, %s, "_op" TEXT NOT NULL, "_batch" BIGINT NOT NULL, "_source" TEXT NOT NULL, "_at" %s NOT NULL)`,
 			t.hist, histID, userCols, ts),
 		fmt.Sprintf("CREATE INDEX %s ON %s (%s, \"_at\")", quote(name+"_hist_key"), t.hist, keyList),
 	}
+	if d == store.SQLite {
+		out = append(out, keyIndexDDL(name, cols))
+	}
 	return out
+}
+
+// keyIndexName is the SQLite key index of a resource's records table.
+func keyIndexName(name string) string { return name + "_key" }
+
+// keyIndexDDL builds the records table's unique key index (SQLite).
+func keyIndexDDL(name string, cols []Column) string {
+	var keys []string
+	for _, c := range cols {
+		if c.Key {
+			keys = append(keys, quote(c.MachineName))
+		}
+	}
+	return fmt.Sprintf("CREATE UNIQUE INDEX %s ON %s (%s)", quote(keyIndexName(name)), tablesOf(name).main, strings.Join(keys, ", "))
 }
 
 // addColumnDDL adds a column to the two tables.
@@ -172,7 +211,10 @@ func addColumnDDL(d store.Dialect, name string, c Column) []string {
 	}
 }
 
+// uniqueIndexName is the index of a column checked for uniqueness.
+func uniqueIndexName(name string, c Column) string { return name + "_u_" + c.MachineName }
+
 // uniqueIndexDDL indexes a column checked for uniqueness.
 func uniqueIndexDDL(name string, c Column) string {
-	return fmt.Sprintf("CREATE INDEX %s ON %s (%s)", quote(name+"_u_"+c.MachineName), tablesOf(name).main, quote(c.MachineName))
+	return fmt.Sprintf("CREATE INDEX %s ON %s (%s)", quote(uniqueIndexName(name, c)), tablesOf(name).main, quote(c.MachineName))
 }

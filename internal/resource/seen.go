@@ -14,18 +14,21 @@ import (
 // finding keys repeated in a batch, or values of an item that must be
 // unique, needs no sort of the whole batch.
 //
-// It starts small and grows by adding larger filters up to maxSeenBits in
-// all, then stops growing: memory stays bounded whatever the size of the
-// batch, and past some tens of millions of values more of them are
-// "probably repeats", which costs the database more work, never a wrong
-// answer.
+// It starts small (8 KB) and grows by adding filters sixteen times
+// larger, up to maxSeenBits in all, then stops growing: memory stays
+// bounded whatever the size of the batch, and past some tens of millions
+// of values more of them are "probably repeats", which costs the database
+// more work, never a wrong answer. Few filters keep lookups cheap: a new
+// value is looked for in every one.
 type seen struct {
 	filters []bloom
 	bits    int // in all filters
 }
 
+// bloom is a blocked Bloom filter: each value's bits lie in one block of
+// 512, a cache line, so a lookup costs one miss however large the filter.
 type bloom struct {
-	words       []uint64
+	blocks      [][8]uint64
 	n, capacity int
 }
 
@@ -46,37 +49,42 @@ func (s *seen) add(h uint64) bool {
 		}
 	}
 	if len(s.filters) == 0 || s.filters[len(s.filters)-1].n >= s.filters[len(s.filters)-1].capacity && s.bits < maxSeenBits {
-		size := firstSeenBits << (2 * len(s.filters))
+		size := firstSeenBits << (4 * len(s.filters))
 		if s.bits+size > maxSeenBits {
 			size = maxSeenBits - s.bits
 		}
-		// About 20 bits a value keeps false positives near 0.2 % with
-		// four hashes.
-		s.filters = append(s.filters, bloom{words: make([]uint64, size/64), capacity: size / 20})
+		// About 20 bits a value keeps false positives near 0.3 % with
+		// four hashes in blocks of 512 bits.
+		s.filters = append(s.filters, bloom{blocks: make([][8]uint64, size/512), capacity: size / 20})
 		s.bits += size
 	}
 	s.filters[len(s.filters)-1].set(h)
 	return false
 }
 
-func (b *bloom) positions(h uint64, fn func(word int, bit uint64) bool) bool {
-	m := uint64(len(b.words) * 64)
-	h1, h2 := h, h>>32|1
-	for i := range uint64(seenHashes) {
-		p := (h1 + i*h2) % m
-		if !fn(int(p/64), 1<<(p%64)) {
+// block picks the value's block by the hash's upper half; its lower bits
+// pick the bits in the block, nine for each.
+func (b *bloom) block(h uint64) *[8]uint64 {
+	return &b.blocks[(h>>32)*uint64(len(b.blocks))>>32]
+}
+
+func (b *bloom) has(h uint64) bool {
+	blk := b.block(h)
+	for i := range seenHashes {
+		p := h >> (9 * i) & 511
+		if blk[p>>6]&(1<<(p&63)) == 0 {
 			return false
 		}
 	}
 	return true
 }
 
-func (b *bloom) has(h uint64) bool {
-	return b.positions(h, func(w int, bit uint64) bool { return b.words[w]&bit != 0 })
-}
-
 func (b *bloom) set(h uint64) {
-	b.positions(h, func(w int, bit uint64) bool { b.words[w] |= bit; return true })
+	blk := b.block(h)
+	for i := range seenHashes {
+		p := h >> (9 * i) & 511
+		blk[p>>6] |= 1 << (p & 63)
+	}
 	b.n++
 }
 
@@ -84,8 +92,11 @@ func (b *bloom) set(h uint64) {
 // each item that must be unique.
 type repeatWatch struct {
 	seed maphash.Seed
-	// watches[0] is the key; then one per unique item.
+	// watches[0] is the key; then one per unique item. They do not
+	// change once made, so rows are hashed in any goroutine.
 	watches []watch
+	// marked counts, per watch, the rows it took for repeats.
+	marked []int64
 }
 
 type watch struct {
@@ -93,7 +104,6 @@ type watch struct {
 	types   []byte
 	upserts bool  // only upserts with a value count (unique items)
 	seen    *seen // nil: the filter cannot tell for these types
-	marked  int64 // rows it took for repeats
 }
 
 // newRepeatWatch watches the key and the unique items. A watch whose
@@ -120,16 +130,28 @@ func newRepeatWatch(cols []Column, keys []int, unique []int) *repeatWatch {
 	for _, u := range unique {
 		add([]int{u}, true)
 	}
+	rw.marked = make([]int64, len(rw.watches))
 	return rw
 }
 
-// mark records a good row's values and returns a bit for every watch that
-// has probably seen them before (bit 0 the key, bit 1+i the i-th unique
-// item).
-func (rw *repeatWatch) mark(canon []string, op string) int64 {
-	var mask int64
-	for b, w := range rw.watches {
+// exact reports whether every watch has a filter: then a row none of
+// them marked repeats no key and no unique value of an earlier row.
+func (rw *repeatWatch) exact() bool {
+	for _, w := range rw.watches {
+		if w.seen == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// hash appends, for every watch, the hash of a good row's values, or
+// noHash where the watch does not look at the row. Any goroutine may hash;
+// mark takes the hashes in the rows' order.
+func (rw *repeatWatch) hash(dst []uint64, canon []string, op string) []uint64 {
+	for _, w := range rw.watches {
 		if w.seen == nil || w.upserts && (op != "upsert" || canon[w.cols[0]] == "") {
+			dst = append(dst, noHash)
 			continue
 		}
 		var h maphash.Hash
@@ -137,9 +159,30 @@ func (rw *repeatWatch) mark(canon []string, op string) int64 {
 		for j, i := range w.cols {
 			writeComparable(&h, w.types[j], canon[i])
 		}
-		if w.seen.add(h.Sum64()) {
+		v := h.Sum64()
+		if v == noHash {
+			v = 1
+		}
+		dst = append(dst, v)
+	}
+	return dst
+}
+
+// noHash is no value; a value hashed to it is taken as hashed to 1.
+const noHash = 0
+
+// mark records a row's hashes and returns a bit for every watch that has
+// probably seen its values before (bit 0 the key, bit 1+i the i-th unique
+// item).
+func (rw *repeatWatch) mark(hashes []uint64) int64 {
+	var mask int64
+	for b, h := range hashes {
+		if h == noHash {
+			continue
+		}
+		if rw.watches[b].seen.add(h) {
 			mask |= 1 << b
-			rw.watches[b].marked++
+			rw.marked[b]++
 		}
 	}
 	return mask

@@ -6,7 +6,6 @@ import (
 	"database/sql/driver"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -39,7 +38,9 @@ import (
 // staging writes only the temporary table and takes no lock on the
 // database, so a million rows being staged hold up neither the audit log
 // nor other batches; only the apply takes the write lock, and the table is
-// emptied after it.
+// emptied after it. A batch into an empty resource is the exception: it
+// is loaded straight into the resource's table, in one transaction from
+// its first row (load.go).
 type stage struct {
 	conn  *sql.Conn
 	d     store.Dialect
@@ -50,8 +51,12 @@ type stage struct {
 	// that marks rows whose key or unique values probably repeat.
 	unique []Column
 	watch  *repeatWatch
-	// open is true while the batch's transaction is (PostgreSQL).
+	// open is true while a transaction is: on PostgreSQL the batch's, on
+	// SQLite a load's.
 	open bool
+	// load, when set, takes the good rows straight into the resource's
+	// empty table (load.go); the stage holds only the others.
+	load *load
 	// sorted names the copy of the good rows in key order, and filled
 	// which tables hold rows to clear (SQLite).
 	sorted string
@@ -91,8 +96,10 @@ func (s *Service) openStage(ctx context.Context, r Resource, cols []Column) (*st
 	if d == store.Postgres {
 		st.table = "pg_temp." + name
 		// Sorts and hashes over a million rows get memory enough not to
-		// spill to disk.
-		create = "BEGIN; SET LOCAL work_mem = '64MB'; " + create + " ON COMMIT DELETE ROWS"
+		// spill to disk. The batch's statements are compiled by no JIT:
+		// over tables it has no statistics of yet, the planner's costs
+		// would call for it, and compiling takes longer than running.
+		create = "BEGIN; SET LOCAL work_mem = '64MB'; SET LOCAL jit = off; " + create + " ON COMMIT DELETE ROWS"
 		st.open = true
 	} else {
 		st.filled = append(st.filled, st.table)
@@ -148,8 +155,12 @@ func (st *stage) sortByKey(ctx context.Context) error {
 // close gives the connection back with its tables empty: on PostgreSQL
 // by ending the batch's transaction if it is still open, on SQLite by
 // deleting their rows. A connection that cannot be cleaned is discarded,
-// never reused with rows or a transaction left on it.
+// never reused with rows or a transaction left on it. It may be called
+// more than once.
 func (st *stage) close(ctx context.Context) {
+	if st.conn == nil {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
 	var err error
 	if st.open {
@@ -165,6 +176,7 @@ func (st *stage) close(ctx context.Context) {
 		_ = st.conn.Raw(func(any) error { return driver.ErrBadConn })
 	}
 	st.conn.Close()
+	st.conn = nil
 }
 
 func (st *stage) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
@@ -175,13 +187,15 @@ func (st *stage) exec(ctx context.Context, q string, args ...any) (sql.Result, e
 type readCounts struct {
 	total, bad       int64
 	upserts, deletes int64 // good rows
+	loaded           int64 // good rows taken straight into the table
 	rep              reportBuilder
 }
 
-// stageRows reads the batch, checks every row and writes it to the stage.
-// Reading and checking run in a goroutine of their own, beside the writer,
-// with a few chunks between them. It stops early, with the rows read so
-// far, once more rows failed than the batch allows.
+// stageRows reads the batch, checks every row and writes it to the stage,
+// or the table when loading. Reading and checking run in goroutines of
+// their own (read.go), beside the writer, with a few chunks between them.
+// It stops early, with the rows read so far, once more rows failed than
+// the batch allows.
 func (s *Service) stageRows(ctx context.Context, st *stage, h header, chk *quality.Checker, opt SubmitOptions, rows Rows) (readCounts, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -204,10 +218,13 @@ func (s *Service) stageRows(ctx context.Context, st *stage, h header, chk *quali
 		readErr <- st.read(ctx, h, chk, opt, rows, &rc, full, free)
 	}()
 	var werr error
-	if st.d == store.Postgres {
-		werr = st.copyChunks(ctx, full, free)
-	} else {
+	switch {
+	case st.d == store.SQLite:
 		werr = st.insertChunks(ctx, full, free)
+	case st.load != nil:
+		werr = st.copyLoad(ctx, full, free)
+	default:
+		werr = st.copyChunks(ctx, full, free)
 	}
 	if werr != nil {
 		cancel()
@@ -220,7 +237,7 @@ func (s *Service) stageRows(ctx context.Context, st *stage, h header, chk *quali
 	case werr != nil:
 		return rc, fmt.Errorf("stage: %w", werr)
 	}
-	if st.d == store.Postgres && rc.total > 1000 {
+	if st.d == store.Postgres && rc.total-rc.loaded > 1000 {
 		// The planner knows nothing of a temporary table until told.
 		if _, err := st.exec(ctx, "ANALYZE "+st.table); err != nil {
 			return rc, fmt.Errorf("stage: %w", err)
@@ -232,113 +249,12 @@ func (s *Service) stageRows(ctx context.Context, st *stage, h header, chk *quali
 // chunk is rows on their way to the stage, encoded for the engine.
 type chunk struct {
 	n    int
-	text []byte // PostgreSQL: COPY text format
-	args []any  // SQLite: the values, row after row
-}
-
-// read is the reader's side of stageRows.
-func (st *stage) read(ctx context.Context, h header, chk *quality.Checker, opt SubmitOptions, rows Rows, rc *readCounts, full, free chan *chunk) error {
-	cols := st.cols
-	raw := make([]string, len(cols))
-	var viol []quality.Violation
-	c := <-free
-	send := func() error {
-		if opt.Progress != nil {
-			opt.Progress(rc.total)
-		}
-		select {
-		case full <- c:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		select {
-		case c = <-free:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		c.n, c.text, c.args = 0, c.text[:0], c.args[:0]
-		return nil
-	}
-	for {
-		in, err := rows.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		rc.total++
-		clear(raw)
-		for i, p := range h.pos {
-			if p >= 0 && p < len(in) {
-				raw[i] = in[p]
-			}
-		}
-		op := "upsert"
-		viol = viol[:0]
-		if h.op >= 0 && h.op < len(in) {
-			var ok bool
-			if op, ok = opOf(in[h.op]); !ok {
-				op = "upsert"
-				viol = append(viol, quality.Violation{Item: "_op", Rule: "op", ZH: "操作应为 upsert 或 delete", EN: "the operation is upsert or delete"})
-			}
-		}
-		canon, v := chk.Check(raw)
-		for _, x := range v {
-			// A delete needs only its key.
-			if op == "delete" && !slices.ContainsFunc(st.keys, func(i int) bool { return cols[i].MachineName == x.Item }) {
-				continue
-			}
-			viol = append(viol, x)
-		}
-		for _, i := range st.keys {
-			if canon[i] == "" && !slices.ContainsFunc(viol, func(x quality.Violation) bool { return x.Item == cols[i].MachineName }) {
-				viol = append(viol, quality.Violation{Item: cols[i].MachineName, Rule: "required", ZH: "主键不能为空", EN: "the key is required"})
-			}
-		}
-		if len(viol) > 0 {
-			rc.bad++
-			for _, x := range viol {
-				rc.rep.add(rc.total, x)
-			}
-			vals, _ := json.Marshal(raw)
-			vs, _ := json.Marshal(viol)
-			err = st.encodeBad(c, rc.total, op, string(vals), string(vs))
-		} else {
-			if op == "delete" {
-				for i, col := range cols {
-					if !col.Key {
-						canon[i] = ""
-					}
-				}
-			}
-			if op == "delete" {
-				rc.deletes++
-			} else {
-				rc.upserts++
-			}
-			err = st.encodeGood(c, rc.total, op, canon, st.watch.mark(canon, op))
-		}
-		if err != nil {
-			return fmt.Errorf("row %d: %w", rc.total, err)
-		}
-		c.n++
-		if c.n == stageChunk {
-			if err := send(); err != nil {
-				return err
-			}
-			if opt.MaxErrors > 0 && rc.bad > int64(opt.MaxErrors) {
-				return nil // nothing will be applied: no need to read on
-			}
-		}
-	}
-	if c.n > 0 {
-		return send()
-	}
-	if opt.Progress != nil {
-		opt.Progress(rc.total)
-	}
-	return nil
+	text []byte // PostgreSQL: rows for the stage, COPY text format
+	args []any  // SQLite: values of rows for the stage, row after row
+	// Rows for the table, when loading: on PostgreSQL in COPY's binary
+	// format, on SQLite their values.
+	load     []byte
+	loadArgs []any
 }
 
 func (st *stage) encodeGood(c *chunk, row int64, op string, canon []string, maybe int64) error {
@@ -471,41 +387,130 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 
 // insertChunks stages the chunks with multi-row INSERTs on SQLite, a
 // transaction per chunk. The table is temporary, so these transactions
-// do not lock the database file.
+// do not lock the database file. When loading, the rows for the table are
+// inserted the same way, in the load's transaction.
+//
+// The statements run on the driver's connection itself: database/sql
+// would check and copy every one of a million rows' values, and allocate
+// their list for every statement, for nothing the driver needs.
 func (st *stage) insertChunks(ctx context.Context, full, free chan *chunk) error {
-	width := len(st.cols) + 5
-	row := "(" + store.Placeholders(width) + ")"
-	insert := func(n int) string {
-		return fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", st.table, st.stageColumns(), strings.TrimSuffix(strings.Repeat(row+", ", n), ", "))
-	}
-	stmt, err := st.conn.PrepareContext(ctx, insert(sqliteRowsPerInsert))
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
-	for c := range full {
-		err := st.step(ctx, func(querier) error {
-			args := c.args
-			for len(args) >= sqliteRowsPerInsert*width {
-				if _, err := stmt.ExecContext(ctx, args[:sqliteRowsPerInsert*width]...); err != nil {
-					return err
-				}
-				args = args[sqliteRowsPerInsert*width:]
-			}
-			if len(args) > 0 {
-				if _, err := st.conn.ExecContext(ctx, insert(len(args)/width), args...); err != nil {
-					return err
-				}
-			}
-			return nil
+	return st.conn.Raw(func(dc any) error {
+		conn, ok := dc.(sqliteConn)
+		if !ok {
+			return fmt.Errorf("not a driver connection with contexts: %T", dc)
+		}
+		width := len(st.cols) + 5
+		row := "(" + store.Placeholders(width) + ")"
+		toStage, err := newRowInserter(ctx, conn, width, nil, func(n int) string {
+			return fmt.Sprintf("INSERT INTO %s (%s) VALUES %s", st.table, st.stageColumns(), strings.TrimSuffix(strings.Repeat(row+", ", n), ", "))
 		})
-		free <- c
 		if err != nil {
 			return err
 		}
+		defer toStage.close()
+		var toLoad *rowInserter
+		if st.load != nil {
+			if toLoad, err = newRowInserter(ctx, conn, len(st.cols), st.load.lineage, st.load.insertSQLite); err != nil {
+				return err
+			}
+			defer toLoad.close()
+		}
+		exec := func(q string) error {
+			_, err := conn.ExecContext(ctx, q, nil)
+			return err
+		}
+		for c := range full {
+			// In a deferred transaction of its own, as step does, unless
+			// the load's is open.
+			err := func() error {
+				if !st.open {
+					if err := exec("BEGIN DEFERRED"); err != nil {
+						return err
+					}
+				}
+				err := toStage.insert(ctx, c.args)
+				if err == nil && toLoad != nil {
+					err = toLoad.insert(ctx, c.loadArgs)
+				}
+				switch {
+				case st.open:
+				case err != nil:
+					if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK", nil); rerr != nil {
+						// Never reused with the transaction open.
+						return fmt.Errorf("%w (rollback: %w)", err, driver.ErrBadConn)
+					}
+				default:
+					err = exec("COMMIT")
+				}
+				return err
+			}()
+			free <- c
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// sqliteConn is the driver connection insertChunks uses.
+type sqliteConn interface {
+	driver.ConnPrepareContext
+	driver.ExecerContext
+}
+
+// rowInserter inserts rows of width values with a statement of
+// sqliteRowsPerInsert rows prepared once, and the rest with one of their
+// own; fixed values, if any, come before each statement's rows.
+type rowInserter struct {
+	conn   sqliteConn
+	width  int
+	fixed  []any
+	sql    func(rows int) string
+	stmt   driver.StmtExecContext
+	closer driver.Stmt
+	args   []driver.NamedValue
+}
+
+func newRowInserter(ctx context.Context, conn sqliteConn, width int, fixed []any, sql func(rows int) string) (*rowInserter, error) {
+	stmt, err := conn.PrepareContext(ctx, sql(sqliteRowsPerInsert))
+	if err != nil {
+		return nil, err
+	}
+	exec, ok := stmt.(driver.StmtExecContext)
+	if !ok {
+		stmt.Close()
+		return nil, fmt.Errorf("not a driver statement with contexts: %T", stmt)
+	}
+	return &rowInserter{conn: conn, width: width, fixed: fixed, sql: sql, stmt: exec, closer: stmt}, nil
+}
+
+func (ri *rowInserter) insert(ctx context.Context, values []any) error {
+	full := sqliteRowsPerInsert * ri.width
+	for len(values) > 0 {
+		n := min(len(values), full)
+		ri.args = ri.args[:0]
+		for _, v := range ri.fixed {
+			ri.args = append(ri.args, driver.NamedValue{Ordinal: len(ri.args) + 1, Value: v})
+		}
+		for _, v := range values[:n] {
+			ri.args = append(ri.args, driver.NamedValue{Ordinal: len(ri.args) + 1, Value: v})
+		}
+		var err error
+		if n == full {
+			_, err = ri.stmt.ExecContext(ctx, ri.args)
+		} else {
+			_, err = ri.conn.ExecContext(ctx, ri.sql(n/ri.width), ri.args)
+		}
+		if err != nil {
+			return err
+		}
+		values = values[n:]
 	}
 	return nil
 }
+
+func (ri *rowInserter) close() { ri.closer.Close() }
 
 // step runs fn, which writes only the temporary tables: on PostgreSQL in
 // the batch's transaction, on SQLite in a deferred transaction of its own,
@@ -513,7 +518,7 @@ func (st *stage) insertChunks(ctx context.Context, full, free chan *chunk) error
 // database for them.
 func (st *stage) step(ctx context.Context, fn func(q querier) error) error {
 	q := querier{st.conn, st.d}
-	if st.d == store.Postgres {
+	if st.open {
 		return fn(q)
 	}
 	if _, err := st.conn.ExecContext(ctx, "BEGIN DEFERRED"); err != nil {
@@ -532,11 +537,12 @@ func (st *stage) step(ctx context.Context, fn func(q querier) error) error {
 	return nil
 }
 
-// commit runs fn, the apply, and commits: on PostgreSQL the batch's
-// transaction, on SQLite an immediate transaction that holds the
-// database's write lock until it commits.
+// commit runs fn, the apply, and commits: the transaction open on the
+// connection (the batch's on PostgreSQL, a load's on SQLite), or on
+// SQLite an immediate transaction that holds the database's write lock
+// until it commits.
 func (st *stage) commit(ctx context.Context, fn func(q querier) error) error {
-	if st.d == store.Postgres {
+	if st.open {
 		if err := fn(querier{st.conn, st.d}); err != nil {
 			return err
 		}
