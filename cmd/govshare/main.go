@@ -48,11 +48,13 @@ Usage:
   govshare bench search [flags]   measure catalog search latency against a LIKE scan
   govshare bench sharing [flags]  measure signed app requests over HTTP against an unsigned no-op
   govshare bench ingest [flags]   measure loading a CSV into a resource against COPY (PostgreSQL) or batched INSERTs (SQLite)
+  govshare bench exchange --pg URL  measure PostgreSQL → node → center → node → PostgreSQL against COPY between the databases, and change latency
   govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
   govshare data template CODE [FILE] | upload FILE --resource CODE  a resource's upload template, or load a filled one (progress shown)
   govshare refdata regions import FILE | codes import NAME FILE  load the region table or a code table (platform administrator)
   govshare call [flags] METHOD PATH  send one request signed as an app (secret in GOVSHARE_APP_SECRET)
   govshare totp SECRET            print the current one-time code for a TOTP secret (demo and tests)
+  govshare agent enrol --api URL --code CODE --name N   enrol an exchange node with its one-time code
   govshare agent run --config F   run an exchange node (前置机)
   govshare version                print the version
 
@@ -114,7 +116,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if len(rest) > 0 && rest[0] == "ingest" {
 			return benchIngest(ctx, rest[1:], stdout, stderr)
 		}
-		return errors.New("usage: govshare bench audit|search|sharing|ingest --db DSN …")
+		if len(rest) > 0 && rest[0] == "exchange" {
+			return benchExchange(ctx, rest[1:], stdout, stderr)
+		}
+		return errors.New("usage: govshare bench audit|search|sharing|ingest --db DSN …, govshare bench exchange --pg URL …")
 	case "catalog":
 		return catalogCmd(ctx, rest, stdout, stderr)
 	case "data":

@@ -49,6 +49,7 @@ type Agent struct {
 	changed chan struct{}
 
 	paused atomic.Bool
+	checks checkRunner
 
 	sourcesMu sync.Mutex
 	sources   map[string]source.Source
@@ -134,6 +135,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Go(func() { a.commandLoop(ctx) })
 	<-ctx.Done()
 	wg.Wait()
+	a.checks.wg.Wait()
 	a.mu.Lock()
 	runners := make([]interface{ wait() }, 0)
 	for _, j := range a.jobs {
@@ -177,6 +179,14 @@ func (a *Agent) call(ctx context.Context, method, path string, query url.Values,
 		a.setLink(err.Error())
 		return &linkError{err}
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		// The center does not accept the node's certificate (revoked or
+		// unknown): that says nothing of what was sent, so it is kept and
+		// sent again, as when the link is down.
+		why := "the center refuses this node's certificate: " + strings.TrimSpace(string(raw))
+		a.setLink(why)
+		return &linkError{errors.New(why)}
+	}
 	a.setLink("")
 	if resp.StatusCode >= 500 {
 		return &linkError{fmt.Errorf("center: %s: %s", resp.Status, strings.TrimSpace(string(raw)))}
@@ -209,13 +219,22 @@ func (e *refusedError) Error() string {
 func (a *Agent) setLink(why string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.link != why && why != "" && a.link == "" {
+	if refusedNode(why) && !refusedNode(a.link) {
+		a.log.Error("the center refuses this node's certificate (revoked, or not issued by this center): nothing reaches the center until the node is enrolled again; extraction goes on into the node's store", "err", why)
+	} else if a.link != why && why != "" && a.link == "" {
 		a.log.Warn("link to the center is down; extraction goes on into the node's store", "err", why)
 	} else if why == "" && a.link != "" {
 		a.log.Info("link to the center is back")
 	}
 	a.link = why
 	a.metrics.linkUp(why == "")
+}
+
+// refusedNode says whether why the link is down is the center refusing
+// the node's certificate: at the TLS handshake of a new connection, or
+// with 401 on one opened before the node was revoked.
+func refusedNode(why string) bool {
+	return strings.Contains(why, "tls: bad certificate") || strings.Contains(why, "refuses this node's certificate")
 }
 
 // commandLoop follows the center's commands (long polling).
@@ -233,6 +252,7 @@ func (a *Agent) commandLoop(ctx context.Context) {
 		}
 		rev = c.Revision
 		a.apply(ctx, c)
+		a.runChecks(ctx, c.Checks)
 	}
 }
 
@@ -285,7 +305,12 @@ func (a *Agent) statusLoop(ctx context.Context) {
 			first = false
 			a.mu.Lock()
 			for _, r := range reply.Runs {
-				a.runs[runKey(r.JobID, r.Run)] = r
+				key := runKey(r.JobID, r.Run)
+				if prev, seen := a.runs[key]; r.State != "running" && r.Received.Rejected > 0 && (!seen || prev.State == "running") {
+					a.log.Warn("the center quarantined rows of a run: they failed the resource's quality rules and wait there to be corrected",
+						"job", r.JobID, "run", r.Run, "rejected", r.Received.Rejected, "rows", r.Received.Rows)
+				}
+				a.runs[key] = r
 			}
 			a.mu.Unlock()
 		}
@@ -341,9 +366,9 @@ func (a *Agent) describeSources(ctx context.Context) []wire.SourceInfo {
 				if cerr != nil {
 					continue
 				}
-				ti := wire.TableInfo{Name: t.String()}
+				ti := wire.SourceTable{Name: t.String()}
 				for _, c := range cols {
-					ti.Columns = append(ti.Columns, wire.ColumnInfo{Name: c.Name, Type: c.DatabaseType, Key: c.Key, DataType: c.DataType, Length: c.Length})
+					ti.Columns = append(ti.Columns, wire.SourceColumn{Name: c.Name, Type: c.DatabaseType, Key: c.Key, DataType: c.DataType, Length: c.Length})
 				}
 				info.Tables = append(info.Tables, ti)
 			}

@@ -327,17 +327,34 @@ func (r *jobRunner) extract(ctx context.Context, spec wire.JobSpec, cp checkpoin
 	r.mu.Lock()
 	r.progress = 0
 	r.mu.Unlock()
-	send := func(b wire.Batch, pos string) error {
-		cp.Seq++
+	// send stores a batch, in halves (and their halves) when it is too
+	// large for one message. Each is encoded once, as it is stored.
+	var send func(b wire.Batch, pos string) error
+	send = func(b wire.Batch, pos string) error {
+		seq := cp.Seq + 1
+		b.JobID, b.Version, b.Run, b.Seq, b.Mode, b.Kind = spec.ID, spec.Version, cp.Run, seq, spec.Mode, kind
+		b.ID = batchID(r.a.nodeID, spec.ID, cp.Run, seq)
+		b.Checkpoint = pos
+		b.ExtractedAt = time.Now().UTC()
+		body, err := wire.Encode(b)
+		if err != nil {
+			return err
+		}
+		if len(body) > wire.MaxMessage-8*1024 && len(b.Rows) > 1 {
+			h := len(b.Rows) / 2
+			first, second := b, b
+			first.Rows, second.Rows = b.Rows[:h], b.Rows[h:]
+			if err := send(first, pos); err != nil {
+				return err
+			}
+			return send(second, pos)
+		}
+		cp.Seq = seq
 		cp.Pos = pos
 		cp.Total.Rows += int64(len(b.Rows) + len(b.Deletes) + len(b.Keys))
 		cp.Total.Upserts += int64(len(b.Rows))
 		cp.Total.Deletes += int64(len(b.Deletes))
-		b.JobID, b.Version, b.Run, b.Seq, b.Mode, b.Kind = spec.ID, spec.Version, cp.Run, cp.Seq, spec.Mode, kind
-		b.ID = batchID(r.a.nodeID, spec.ID, cp.Run, cp.Seq)
-		b.Checkpoint = pos
-		b.ExtractedAt = time.Now().UTC()
-		if err := r.a.store(ctx, b, cp); err != nil {
+		if err := r.a.store(ctx, b.JobID, b.ID, body, cp); err != nil {
 			return err
 		}
 		r.mu.Lock()
@@ -407,7 +424,7 @@ func (r *jobRunner) extract(ctx context.Context, spec wire.JobSpec, cp checkpoin
 					return err
 				}
 				extracted += int64(len(c.Rows))
-				return r.a.sendSized(b, func(part wire.Batch) error { return send(part, posOf(c)) })
+				return send(b, posOf(c))
 			}
 		}
 		switch spec.Mode {
@@ -441,6 +458,13 @@ func (r *jobRunner) extract(ctx context.Context, spec wire.JobSpec, cp checkpoin
 		if spec.Mode == wire.ModeFull {
 			cp.Next = ""
 		}
+	}
+	// An incremental run of a continuous job that found nothing sends
+	// nothing: the center would otherwise count an empty run after every
+	// idle pause, all day long. The checkpoint stays where the last run
+	// left it, and the next run takes this one's number.
+	if kind == wire.KindRows && spec.Mode != wire.ModeFull && spec.Schedule == wire.ScheduleCont && cp.Seq == 0 {
+		return extracted, nil
 	}
 	// The marker ends the run.
 	cp.Last = true
@@ -490,39 +514,17 @@ func batchID(nodeID, jobID, run, seq int64) string {
 	return "n" + strconv.FormatInt(nodeID, 10) + "-j" + strconv.FormatInt(jobID, 10) + "-r" + strconv.FormatInt(run, 10) + "-" + strconv.FormatInt(seq, 10)
 }
 
-// sendSized sends b, split in halves until each part fits a message.
-func (a *Agent) sendSized(b wire.Batch, send func(wire.Batch) error) error {
-	body, err := wire.Encode(b)
-	if err != nil {
-		return err
-	}
-	if len(body) <= wire.MaxMessage-8*1024 || len(b.Rows) <= 1 {
-		return send(b)
-	}
-	h := len(b.Rows) / 2
-	first, second := b, b
-	first.Rows, second.Rows = b.Rows[:h], b.Rows[h:]
-	if err := a.sendSized(first, send); err != nil {
-		return err
-	}
-	return a.sendSized(second, send)
-}
-
 // store puts a batch into the node's store; it returns once the store has
 // it on disk.
-func (a *Agent) store(ctx context.Context, b wire.Batch, cp checkpoint) error {
-	body, err := wire.Encode(b)
-	if err != nil {
-		return err
-	}
+func (a *Agent) store(ctx context.Context, jobID int64, id string, body []byte, cp checkpoint) error {
 	cpJSON, _ := json.Marshal(cp)
-	m := &nats.Msg{Subject: subjectOf(b.JobID), Data: body, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, b.ID)
+	m := &nats.Msg{Subject: subjectOf(jobID), Data: body, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, id)
 	m.Header.Set(headerCheckpoint, string(cpJSON))
 	if _, err := a.bus.JetStream().PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("node store: %w", err)
 	}
-	_, _ = a.state.Put(ctx, "cp."+strconv.FormatInt(b.JobID, 10), cpJSON)
+	_, _ = a.state.Put(ctx, "cp."+strconv.FormatInt(jobID, 10), cpJSON)
 	return nil
 }
 
@@ -551,7 +553,6 @@ func (a *Agent) forwardLoop(ctx context.Context) {
 		a.log.Error("node store consumer", "err", err)
 		return
 	}
-	prev := map[string]uint64{}
 	for ctx.Err() == nil {
 		if a.Paused() {
 			sleep(ctx, 200*time.Millisecond)
@@ -577,10 +578,9 @@ func (a *Agent) forwardLoop(ctx context.Context) {
 					meta, _ := m.Metadata()
 					_ = m.DoubleAck(ctx)
 					if meta != nil {
-						if p := prev[m.Subject()]; p > 0 {
-							_ = a.outbox.DeleteMsg(ctx, p)
-						}
-						prev[m.Subject()] = meta.Sequence.Stream
+						// Everything of the job before this batch is at the
+						// center: keep this one only, as the checkpoint.
+						_ = a.outbox.Purge(ctx, jetstream.WithPurgeSubject(m.Subject()), jetstream.WithPurgeSequence(meta.Sequence.Stream))
 					}
 					break
 				}

@@ -94,6 +94,20 @@ func TestEmbeddedBusKeepsMessagesAcrossRestartAndDropsDuplicates(t *testing.T) {
 	}
 }
 
+// TestEmbeddedStoreSyncsEveryWrite: a message the embedded bus
+// acknowledged is on disk. Both the center's bus and every node's own
+// store (the agent opens its store with Open) run with sync_always, which
+// each single-replica file stream inherits: its write is fsynced before
+// the publish is acknowledged. nats-server's default is to sync every two
+// minutes, so a power cut could lose what was acknowledged.
+func TestEmbeddedStoreSyncsEveryWrite(t *testing.T) {
+	b := openBus(t, Config{StoreDir: filepath.Join(t.TempDir(), "nats")})
+	defer b.Close()
+	if cfg := b.srv.JetStreamConfig(); cfg == nil || !cfg.SyncAlways {
+		t.Fatalf("embedded JetStream config %+v: want SyncAlways", cfg)
+	}
+}
+
 func TestCheckFailsAfterClose(t *testing.T) {
 	b := openBus(t, Config{StoreDir: t.TempDir()})
 	if err := b.Close(); err != nil {

@@ -486,11 +486,12 @@ type SubscriptionRequest struct {
 // resource it holds an exchange grant for. Only granted items are ever
 // delivered; key items must be among them.
 func (s *Service) CreateSubscription(ctx context.Context, actor policy.Actor, req SubscriptionRequest) (Subscription, error) {
-	if err := s.authorize(ctx, actor, policy.ExchangeBridge, actor.DeptID, "exchange_subscription", ""); err != nil {
-		return Subscription{}, err
-	}
 	deptID, _, err := s.node(ctx, req.NodeID)
 	if err != nil {
+		return Subscription{}, err
+	}
+	// Only the node's own department subscribes it.
+	if err := s.authorize(ctx, actor, policy.ExchangeBridge, deptID, "exchange_subscription", ""); err != nil {
 		return Subscription{}, err
 	}
 	if deptID != actor.DeptID {

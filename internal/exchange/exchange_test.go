@@ -181,6 +181,18 @@ func newCenter(t *testing.T, db *store.DB) *center {
 // node enrols a node of a department and starts its agent.
 func (c *center) node(t *testing.T, actor policy.Actor, dept int64, name string, cfg agent.Config) (int64, *agent.Agent) {
 	t.Helper()
+	id, a := c.enrolNode(t, actor, dept, name, cfg)
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(runCtx) }()
+	c.stopNodes = append(c.stopNodes, func() { cancel(); <-done; a.Close() })
+	return id, a
+}
+
+// enrolNode enrols a node of a department and opens its agent, not yet
+// running.
+func (c *center) enrolNode(t *testing.T, actor policy.Actor, dept int64, name string, cfg agent.Config) (int64, *agent.Agent) {
+	t.Helper()
 	ctx := context.Background()
 	enr, code, err := c.pki.CreateEnrolment(ctx, actor, dept, name)
 	if err != nil {
@@ -201,10 +213,6 @@ func (c *center) node(t *testing.T, actor policy.Actor, dept int64, name string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(runCtx) }()
-	c.stopNodes = append(c.stopNodes, func() { cancel(); <-done; a.Close() })
 	return enr.Node.ID, a
 }
 
@@ -368,6 +376,34 @@ func TestExchangeEndToEnd(t *testing.T) {
 		if err != nil || len(alarms) != 0 {
 			t.Fatalf("alarms %v, %v", alarms, err)
 		}
+		// The exchange volume counts what the consumer received, once.
+		runs, err := c.ex.Runs(ctx, c.admin, exchange.RunFilter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var delivered, out int64
+		for _, r := range runs {
+			if r.Direction == "out" {
+				delivered += r.Received.Rows
+			}
+		}
+		vol, err := c.res.Volume(ctx, c.resource.Code, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vol {
+			out += v.RecordsOut
+		}
+		if delivered < n-1 || out != delivered {
+			t.Fatalf("volume out %d, deliveries received %d rows (want at least %d)", out, delivered, n-1)
+		}
+		// The real-time resource is timely because its node reports delivering.
+		eventually(t, 15*time.Second, "the node's heartbeat keeps the real-time resource timely", func() (bool, string) {
+			held, err := c.res.ByCode(ctx, c.resource.Code)
+			tl := held.Timeliness(time.Now())
+			return err == nil && !held.NodeSeenAt.IsZero() && tl.State == "timely" && tl.Due.Sub(held.NodeSeenAt) == resource.NodeGrace,
+				fmt.Sprintf("seen %v, %+v, %v", held.NodeSeenAt, tl, err)
+		})
 
 		// A revoked grant stops delivery.
 		if _, err := c.share.RevokeGrant(ctx, c.gaj, c.grant.ID, "测试撤销"); err != nil {

@@ -38,6 +38,8 @@ func (s *Service) fanOutLoop(ctx context.Context) {
 
 // FanOut brings every active subscription up to date once.
 func (s *Service) FanOut(ctx context.Context) error {
+	t0 := time.Now()
+	defer func() { s.Log.Info("XBDEBUG fanout", "took", time.Since(t0)) }()
 	subs, err := store.All(ctx, s.DB, scanSub, "SELECT "+subCols+subFrom+" WHERE s.state = 'active' ORDER BY s.id")
 	if err != nil {
 		return err
@@ -256,7 +258,9 @@ func (s *Service) deliverRun(ctx context.Context, x Subscription, v view, runNo 
 			return publish(rows[hr:], del[hd:])
 		}
 		msgID := fmt.Sprintf("s%d-e%d-r%d-a%d-p%d", x.ID, x.Epoch, runNo, attempt, part)
+		t0 := time.Now()
 		_, err = s.publish(ctx, subjectOut(x.ID), msgID, body)
+		s.Log.Info("XBDEBUG published", "run", runNo, "took", time.Since(t0), "msg", msgID)
 		return err
 	}
 	err = read(func(rows [][]*string, del [][]string) error {

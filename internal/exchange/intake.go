@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,8 +23,12 @@ func (s *Service) Start(ctx context.Context) (done <-chan struct{}, err error) {
 	if err := s.ensureStreams(ctx); err != nil {
 		return nil, err
 	}
+	// One batch is out at a time, whichever server takes it, so batches
+	// are taken strictly in order and one that fails is taken again before
+	// any after it. A batch whose server died is given out again after
+	// intakeAckWait.
 	cons, err := s.Bus.JetStream().CreateOrUpdateConsumer(ctx, streamIn, jetstream.ConsumerConfig{
-		Durable: "intake", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 10 * time.Minute, MaxAckPending: 64,
+		Durable: "intake", AckPolicy: jetstream.AckExplicitPolicy, AckWait: intakeAckWait, MaxAckPending: 1,
 		Description: "govshare: batches into the resource pipeline",
 	})
 	if err != nil {
@@ -40,10 +45,15 @@ func (s *Service) Start(ctx context.Context) (done <-chan struct{}, err error) {
 	return ch, nil
 }
 
+// intakeAckWait is how long the bus waits for word from the server
+// taking a batch before it gives the batch out again; a take in progress
+// says it is alive three times as often.
+const intakeAckWait = 30 * time.Second
+
 // intakeLoop takes batches off the bus one at a time, in order.
 func (s *Service) intakeLoop(ctx context.Context, cons jetstream.Consumer) {
 	for ctx.Err() == nil {
-		msgs, err := cons.Fetch(16, jetstream.FetchMaxWait(2*time.Second))
+		msgs, err := cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			if ctx.Err() == nil {
 				s.Log.Warn("exchange intake: fetch", "err", err)
@@ -52,7 +62,10 @@ func (s *Service) intakeLoop(ctx context.Context, cons jetstream.Consumer) {
 			continue
 		}
 		for m := range msgs.Messages() {
-			if err := s.take(ctx, m); err != nil {
+			alive := keepTaking(ctx, m)
+			err := s.take(ctx, m)
+			alive()
+			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -63,6 +76,28 @@ func (s *Service) intakeLoop(ctx context.Context, cons jetstream.Consumer) {
 			_ = m.DoubleAck(ctx)
 		}
 	}
+}
+
+// keepTaking tells the bus, until stopped, that the batch m is still
+// being taken, so that a long take is not given to another server.
+func keepTaking(ctx context.Context, m jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(intakeAckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_ = m.InProgress()
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -117,9 +117,10 @@ func (s *Service) Runs(ctx context.Context, actor policy.Actor, f RunFilter) ([]
 	if f.State != "" {
 		where, args = append(where, "x.state = ?"), append(args, f.State)
 	}
-	if f.Limit <= 0 || f.Limit > 500 {
+	if f.Limit <= 0 {
 		f.Limit = 100
 	}
+	f.Limit = min(f.Limit, 1000)
 	q := "SELECT " + runCols + " FROM exchange_runs x"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -369,7 +370,21 @@ func (s *Service) report(ctx context.Context, n nodeCtx, st wire.Status) error {
 		if err != nil {
 			return err
 		}
-		if rows, _ := res.RowsAffected(); rows == 1 && j.Error != "" {
+		rows, _ := res.RowsAffected()
+		if rows == 1 && j.Error == "" && (j.State == "running" || j.State == "idle" || j.State == "waiting") {
+			// A real-time resource is timely while its node delivers.
+			var resourceID int64
+			var running bool
+			if err := s.DB.QueryRow(ctx, "SELECT resource_id, running FROM exchange_jobs WHERE id = ?", j.JobID).Scan(&resourceID, &running); err != nil {
+				return err
+			}
+			if running {
+				if err := s.Resources.NodeDelivering(ctx, resourceID); err != nil {
+					return err
+				}
+			}
+		}
+		if rows == 1 && j.Error != "" {
 			var name string
 			_ = s.DB.QueryRow(ctx, "SELECT name FROM exchange_jobs WHERE id = ?", j.JobID).Scan(&name)
 			if err := s.raise(ctx, Alarm{Kind: "job_error", JobID: j.JobID, DeptIDs: []int64{n.dept},
@@ -434,8 +449,14 @@ func (s *Service) acknowledge(ctx context.Context, x Subscription, a wire.Ack) e
 	}
 	if err == nil && attempt == a.Attempt {
 		c := a.Counts
-		if _, err := s.countBatch(ctx, runID, a.Part, int64(a.Seq), 0, 0, c); err != nil {
+		fresh, err := s.countBatch(ctx, runID, a.Part, int64(a.Seq), 0, 0, c)
+		if err != nil {
 			return err
+		}
+		if fresh {
+			if err := s.Resources.AddDelivered(ctx, x.resourceID, c.Rows); err != nil {
+				return err
+			}
 		}
 		if err := s.reconcile(ctx, runID); err != nil {
 			return err

@@ -160,6 +160,7 @@ func Bench(ctx context.Context, db *store.DB, opt Options, progress io.Writer) (
 		name = "batched INSERT into a plain table"
 	}
 	settle(ctx, db)
+	fmt.Fprintf(progress, "%s: starting\n", name)
 	var read atomic.Int64
 	stopTicker := ticker(progress, name, func() string {
 		return fmt.Sprintf("%.0f%% of the file", 100*float64(read.Load())/float64(gen.bytes))
@@ -192,6 +193,7 @@ func Bench(ctx context.Context, db *store.DB, opt Options, progress io.Writer) (
 		return "all rows read; building indexes, finding repeats, applying"
 	})
 	settle(ctx, db)
+	fmt.Fprintln(progress, "pipeline: starting")
 	stopProbe := probe(ctx, p)
 	mem = watch()
 	start = time.Now()

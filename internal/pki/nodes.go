@@ -39,6 +39,16 @@ func scanNode(row store.Row) (Node, error) {
 	return n, err
 }
 
+// NodeColumns are the columns ScanNode reads, for packages that list nodes
+// with their own conditions (and their own authorization).
+const NodeColumns = nodeCols
+
+// ScanNode reads a row of NodeColumns.
+func ScanNode(row store.Row) (Node, error) { return scanNode(row) }
+
+// Load reads one node without asking the policy; callers authorize.
+func (s *Service) Load(ctx context.Context, id int64) (Node, error) { return s.load(ctx, "id = ?", id) }
+
 // load reads one node without asking the policy; callers authorize.
 func (s *Service) load(ctx context.Context, where string, arg any) (Node, error) {
 	n, err := scanNode(s.db.QueryRow(ctx, "SELECT "+nodeCols+" FROM nodes WHERE "+where, arg))

@@ -301,6 +301,7 @@ type item struct {
 	// checks in the order they run; cross-item rules run after every
 	// item has its canonical value.
 	regex      *regexp.Regexp
+	fixed      fixedPattern // regex, when it is a fixed run of characters
 	code       string
 	citizenID  bool
 	creditCode bool
@@ -310,6 +311,7 @@ type item struct {
 	date       *dateRange
 	idBirth    int // index of the citizen ID item, -1 if none
 	idSex      int
+	index      int // of the item itself
 }
 
 // Compile prepares the checks for a resource's items (in column order).
@@ -318,7 +320,7 @@ type item struct {
 func Compile(items []Item, ref Reference) (*Checker, error) {
 	c := &Checker{ref: ref}
 	for i, in := range items {
-		it := item{Item: in, idBirth: -1, idSex: -1}
+		it := item{Item: in, idBirth: -1, idSex: -1, index: i}
 		it.DataType = strings.ToUpper(strings.TrimSpace(in.DataType))
 		if it.DataType == "" {
 			it.DataType = "C"
@@ -349,6 +351,7 @@ func Compile(items []Item, ref Reference) (*Checker, error) {
 				}
 			case kRegex:
 				it.regex = r.re
+				it.fixed, _ = compileFixed(r.arg)
 			case kCode:
 				if ref == nil || !ref.HasTable(r.arg) {
 					return nil, &RuleError{Item: in.MachineName, Part: r.text, ZH: "代码表“" + r.arg + "”不存在，请平台管理员先导入", EN: "there is no code table " + strconv.Quote(r.arg) + "; a platform administrator must load it first"}

@@ -49,6 +49,10 @@ func parseDatePart(s string) (y, m, d, end int, ok bool) {
 // parseDate reads a date value; a midnight time after it ("2026-03-01
 // 00:00:00", as databases export dates) is allowed.
 func parseDate(s string) (y, m, d int, ok bool) {
+	if isCanonicalDate(s) {
+		y, m, d = digits(s[:4]), digits(s[5:7]), digits(s[8:])
+		return y, m, d, realDate(y, m, d)
+	}
 	y, m, d, end, ok := parseDatePart(s)
 	if !ok {
 		return 0, 0, 0, false

@@ -338,20 +338,32 @@ func (s *Service) apply(ctx context.Context, st *stage, r Resource, batchID int6
 // counts and report, the resource's counts, the day's volume.
 func (s *Service) finish(ctx context.Context, q querier, st *stage, r Resource, batchID int64, a applied, total, bad int64, report []byte, now time.Time) error {
 	if bad > 0 {
-		quoteJSON := "json_quote"
-		if st.d == store.Postgres {
-			quoteJSON = "to_json"
-		}
-		vals := make([]string, len(st.cols))
-		for i, c := range st.cols {
-			vals[i] = quoteJSON + "(COALESCE(" + selectExpr(st.d, "", c) + ", ''))"
-			if st.d == store.Postgres {
-				vals[i] += "::text"
+		// The values of a row put aside after staging (a repeat) are
+		// its staged values, as JSON like those of the rows put aside
+		// while read; on SQLite, which cannot write a binary value as
+		// base64, they are written here first.
+		vals := `"_raw"`
+		if st.d == store.SQLite && hasBinary(st.cols) {
+			if err := st.writeRaw(ctx, q); err != nil {
+				return fmt.Errorf("quarantine: %w", err)
 			}
+		} else {
+			quoteJSON := "json_quote"
+			if st.d == store.Postgres {
+				quoteJSON = "to_json"
+			}
+			each := make([]string, len(st.cols))
+			for i, c := range st.cols {
+				each[i] = quoteJSON + "(COALESCE(" + selectExpr(st.d, "", c) + ", ''))"
+				if st.d == store.Postgres {
+					each[i] += "::text"
+				}
+			}
+			vals = `COALESCE("_raw", '[' || ` + strings.Join(each, " || ',' || ") + ` || ']')`
 		}
 		if _, err := q.exec(ctx, fmt.Sprintf(`INSERT INTO resource_quarantine (resource_id, batch_id, row_no, op, vals, violations, state, created_at)
-			SELECT ?, ?, "_row", "_op", COALESCE("_raw", '[' || %s || ']'), "_viol", 'open', ? FROM %s WHERE "_viol" IS NOT NULL ORDER BY "_row"`,
-			strings.Join(vals, " || ',' || "), st.table), r.ID, batchID, now); err != nil {
+			SELECT ?, ?, "_row", "_op", %s, "_viol", 'open', ? FROM %s WHERE "_viol" IS NOT NULL ORDER BY "_row"`,
+			vals, st.table), r.ID, batchID, now); err != nil {
 			return fmt.Errorf("quarantine: %w", err)
 		}
 	}
@@ -369,6 +381,61 @@ func (s *Service) finish(ctx context.Context, q querier, st *stage, r Resource, 
 	_, err := q.exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in) VALUES (?, ?, ?)
 		ON CONFLICT (resource_id, day) DO UPDATE SET records_in = resource_daily.records_in + excluded.records_in`, r.ID, day, total-bad)
 	return err
+}
+
+// writeRaw writes the values of the staged rows put aside after staging
+// as the JSON of their canonical text, as the quarantine keeps them, a
+// page of rows at a time.
+func (st *stage) writeRaw(ctx context.Context, q querier) error {
+	sel := make([]string, len(st.cols))
+	for i, c := range st.cols {
+		sel[i] = selectExpr(st.d, "", c)
+	}
+	page := fmt.Sprintf(`SELECT "_row", %s FROM %s WHERE "_viol" IS NOT NULL AND "_raw" IS NULL AND "_row" > ? ORDER BY "_row" LIMIT 1000`,
+		strings.Join(sel, ", "), st.table)
+	type flagged struct {
+		row int64
+		raw []byte
+	}
+	vals := canonicalTexts(st.cols)
+	dest := make([]any, 1, len(vals)+1)
+	for i := range vals {
+		dest = append(dest, &vals[i])
+	}
+	var after int64
+	for {
+		var rows []flagged
+		err := func() error {
+			res, err := q.query(ctx, page, after)
+			if err != nil {
+				return err
+			}
+			defer res.Close()
+			for res.Next() {
+				var f flagged
+				dest[0] = &f.row
+				if err := res.Scan(dest...); err != nil {
+					return err
+				}
+				text := make([]string, len(vals))
+				for i, v := range vals {
+					text[i] = v.String
+				}
+				f.raw, _ = json.Marshal(text)
+				rows = append(rows, f)
+			}
+			return res.Err()
+		}()
+		if err != nil || len(rows) == 0 {
+			return err
+		}
+		for _, f := range rows {
+			if _, err := q.exec(ctx, `UPDATE `+st.table+` SET "_raw" = ? WHERE "_row" = ?`, string(f.raw), f.row); err != nil {
+				return err
+			}
+		}
+		after = rows[len(rows)-1].row
+	}
 }
 
 // dropIndexes drops the unique items' indexes for the apply to build them

@@ -146,7 +146,7 @@ func (s *Service) scanRecords(ctx context.Context, r Resource, cols []Column, wh
 		}
 		q += " ORDER BY " + keyList + " LIMIT ?"
 		qargs = append(qargs, chunk)
-		up, del, next, err := s.page(ctx, q, qargs, len(cols), len(keys), keyPos)
+		up, del, next, err := s.page(ctx, q, qargs, cols, len(keys), keyPos)
 		if err != nil {
 			return err
 		}
@@ -167,14 +167,15 @@ func (s *Service) scanRecords(ctx context.Context, r Resource, cols []Column, wh
 
 // page reads one page: live rows, deleted keys, and the native key of the
 // page's last row when the page was full (nil: no more pages).
-func (s *Service) page(ctx context.Context, q string, args []any, ncols, nkeys int, keyPos []int) (up [][]*string, del [][]string, next []any, err error) {
+func (s *Service) page(ctx context.Context, q string, args []any, cols []Column, nkeys int, keyPos []int) (up [][]*string, del [][]string, next []any, err error) {
 	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	defer rows.Close()
 	n := 0
-	vals := make([]sql.NullString, ncols)
+	ncols := len(cols)
+	vals := canonicalTexts(cols)
 	native := make([]any, nkeys)
 	var deleted int
 	dest := make([]any, 0, ncols+nkeys+1)

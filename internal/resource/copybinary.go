@@ -29,7 +29,7 @@ func appendBinaryNull(b []byte) []byte { return append(b, 0xff, 0xff, 0xff, 0xff
 
 // appendBinary appends the canonical value v of column c as one field of
 // a binary COPY row: its length, then its bytes. "" is NULL.
-func appendBinary(b []byte, c Column, v string) ([]byte, error) {
+func appendBinary(b []byte, c *Column, v string) ([]byte, error) {
 	if v == "" {
 		return appendBinaryNull(b), nil
 	}

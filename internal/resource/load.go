@@ -203,8 +203,8 @@ func (l *load) encode(b []byte, args []any, cols []Column, canon []string) ([]by
 	start := len(b)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(cols)+6))
 	var err error
-	for i, col := range cols {
-		if b, err = appendBinary(b, col, canon[i]); err != nil {
+	for i := range cols {
+		if b, err = appendBinary(b, &cols[i], canon[i]); err != nil {
 			return b[:start], args, err
 		}
 	}

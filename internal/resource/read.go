@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"govshare/internal/quality"
 )
@@ -25,10 +26,13 @@ import (
 // lot is rows on their way from the reader to the chunks.
 type lot struct {
 	n     int
-	raw   []string // n rows of the visible columns' values as received
-	op    []string // the rows' _op cells
-	canon [][]string
+	raw   []string   // n rows of the visible columns' values as received
+	op    []string   // the rows' _op cells
+	canon [][]string // the rows' canonical values, in canonBuf
 	viol  [][]quality.Violation
+	// canonBuf holds the canonical values of the lot's rows, a row's
+	// after another's.
+	canonBuf []string
 	// JSON of the values and violations of the rows that failed.
 	badRaw, badViol []string
 	// The good rows' hashes for the repeat filter, a row's after
@@ -175,6 +179,11 @@ func (st *stage) check(l *lot, chk *quality.Checker) {
 	}
 	l.canon, l.viol, l.badRaw, l.badViol = l.canon[:l.n], l.viol[:l.n], l.badRaw[:l.n], l.badViol[:l.n]
 	l.loadEnd, l.loadErr = l.loadEnd[:l.n], l.loadErr[:l.n]
+	if cap(l.canonBuf) < l.n*width {
+		l.canonBuf = make([]string, l.n*width)
+	}
+	// The rows of a lot are checked as of one moment.
+	at := quality.At(time.Now())
 	for r := range l.n {
 		raw := l.raw[r*width : (r+1)*width]
 		var viol []quality.Violation
@@ -184,7 +193,8 @@ func (st *stage) check(l *lot, chk *quality.Checker) {
 			viol = append(viol, opViolation)
 		}
 		l.op[r] = op
-		canon, v := chk.Check(raw)
+		canon := l.canonBuf[r*width : (r+1)*width : (r+1)*width]
+		v := chk.CheckInto(canon, raw, at)
 		for _, x := range v {
 			// A delete needs only its key.
 			if op == "delete" && !slices.ContainsFunc(st.keys, func(i int) bool { return cols[i].MachineName == x.Item }) {

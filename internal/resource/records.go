@@ -90,7 +90,7 @@ func (s *Service) records(ctx context.Context, r Resource, cols []Column, where 
 	keys := keyPositions(cols)
 	return store.All(ctx, s.db, func(row store.Row) (Record, error) {
 		var rec Record
-		vals := make([]sql.NullString, len(cols))
+		vals := canonicalTexts(cols)
 		dest := make([]any, 0, len(cols)+5)
 		for i := range vals {
 			dest = append(dest, &vals[i])
@@ -168,7 +168,7 @@ func (s *Service) History(ctx context.Context, actor policy.Actor, code string, 
 	t := tablesOf(r.Table)
 	scan := func(row store.Row) (RecordVersion, error) {
 		var v RecordVersion
-		vals := make([]sql.NullString, len(cols))
+		vals := canonicalTexts(cols)
 		dest := make([]any, 0, len(cols)+4)
 		for i := range vals {
 			dest = append(dest, &vals[i])

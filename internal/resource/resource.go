@@ -43,7 +43,11 @@ type Resource struct {
 	QualityScore  float64   `json:"quality_score" doc:"质量得分：通过/接收 / share of records passing"`
 	LastUpdateAt  time.Time `json:"last_update_at,omitzero" doc:"最近更新 / last update"`
 	LastZeroAt    time.Time `json:"last_zero_at,omitzero" doc:"最近零上报 / last zero report"`
-	MountedAt     time.Time `json:"mounted_at"`
+	// NodeSeenAt is when an exchange node last reported a running job into
+	// the resource without error: a real-time resource is timely while
+	// its node delivers.
+	NodeSeenAt time.Time `json:"node_seen_at,omitzero" doc:"前置机最近报告正常交付 / last time a node reported delivering"`
+	MountedAt  time.Time `json:"mounted_at"`
 }
 
 // Visible are the columns shown and filled: those still in the catalog.
@@ -115,21 +119,21 @@ func (s *Service) authorize(ctx context.Context, actor policy.Actor, act policy.
 }
 
 const resourceCols = `r.id, r.entry_id, r.code, e.name, r.dept_id, r.table_name, r.entry_version, r.columns, r.record_count, r.received_count,
-	r.passed_count, r.last_update_at, r.last_zero_at, r.mounted_at`
+	r.passed_count, r.last_update_at, r.last_zero_at, r.node_seen_at, r.mounted_at`
 
 func (s *Service) scanResource(row store.Row) (Resource, error) {
 	var r Resource
 	var cols string
-	var upd, zero sql.NullTime
+	var upd, zero, node sql.NullTime
 	err := row.Scan(&r.ID, &r.EntryID, &r.Code, &r.Name, &r.DeptID, &r.Table, &r.EntryVersion, &cols, &r.RecordCount, &r.ReceivedCount,
-		&r.PassedCount, &upd, &zero, &r.MountedAt)
+		&r.PassedCount, &upd, &zero, &node, &r.MountedAt)
 	if err != nil {
 		return r, err
 	}
 	if err := json.Unmarshal([]byte(cols), &r.Columns); err != nil {
 		return r, err
 	}
-	r.LastUpdateAt, r.LastZeroAt = upd.Time.UTC(), zero.Time.UTC()
+	r.LastUpdateAt, r.LastZeroAt, r.NodeSeenAt = upd.Time.UTC(), zero.Time.UTC(), node.Time.UTC()
 	if r.ReceivedCount > 0 {
 		r.QualityScore = float64(r.PassedCount) / float64(r.ReceivedCount)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -452,6 +453,66 @@ func TestTimelinessAndZeroReports(t *testing.T) {
 		vol, err := f.svc.Volume(ctx, r.Code, 7)
 		if err != nil || len(vol) != 7 {
 			t.Fatalf("volume: %+v %v", vol, err)
+		}
+	})
+}
+
+// TestKeysAndUniqueItemsAreBytewise: text keys and unique items compare
+// and sort by their bytes on both backends, whatever PostgreSQL's
+// collation, so the exchange pages through keys in one order everywhere.
+func TestKeysAndUniqueItemsAreBytewise(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := setup(t, db)
+		ctx := context.Background()
+		c := people()
+		c.Name = "编码样例"
+		c.Items = []catalog.DataItem{
+			{Name: "编码", MachineName: "code", DataType: "C", Length: 10, Key: true},
+			{Name: "名称", MachineName: "label", DataType: "C", Length: 20, QualityRule: "unique"},
+			{Name: "说明", MachineName: "note", DataType: "C", Length: 20},
+		}
+		r, err := f.svc.Mount(ctx, f.gaj, f.publish(t, c).ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bytewise []string
+		for _, col := range r.Columns {
+			if col.Bytewise {
+				bytewise = append(bytewise, col.MachineName)
+			}
+		}
+		if !slices.Equal(bytewise, []string{"code", "label"}) {
+			t.Fatalf("bytewise columns: %v", bytewise)
+		}
+		if db.Dialect() == store.Postgres {
+			var n int
+			if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name IN (?, ?)
+				AND column_name IN ('code', 'label') AND collation_name = 'C'`, r.Table, r.Table+"_hist").Scan(&n); err != nil || n != 4 {
+				t.Fatalf("columns collated \"C\": %d %v", n, err)
+			}
+		}
+		keys := []string{"b", "B", "a", "Z", "é", "_", "ab", "A"}
+		var file strings.Builder
+		file.WriteString("code,label\n")
+		for i, k := range keys {
+			fmt.Fprintf(&file, "%s,l%d\n", k, i)
+		}
+		if b, err := f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{}, csvRows(t, file.String())); err != nil || b.Inserted != int64(len(keys)) {
+			t.Fatalf("load: %+v %v", b, err)
+		}
+		var got []string
+		if err := f.svc.LiveKeys(ctx, r, 3, func(k [][]string) error {
+			for _, x := range k {
+				got = append(got, x[0])
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want := slices.Clone(keys)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("keys in order %q, want %q", got, want)
 		}
 	})
 }

@@ -29,7 +29,7 @@ func CSVRows(r io.Reader) (Rows, error) {
 	if b, err := br.Peek(3); err == nil && bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
 		_, _ = br.Discard(3)
 	}
-	cr := csv.NewReader(br)
+	cr := csv.NewReader(br) // reads from br itself, which is large enough
 	cr.FieldsPerRecord = -1
 	// The pipeline copies the fields out before it asks for the next row.
 	cr.ReuseRecord = true
@@ -39,24 +39,62 @@ func CSVRows(r io.Reader) (Rows, error) {
 	} else if err != nil {
 		return nil, ErrFormat.With("CSV 表头无法读取："+err.Error(), "the CSV header cannot be read: "+err.Error())
 	}
-	return &csvRows{r: cr, header: slices.Clone(h)}, nil
+	return &csvRows{br: br, r: cr, header: slices.Clone(h)}, nil
 }
 
 type csvRows struct {
+	br     *bufio.Reader
 	r      *csv.Reader
 	header []string
 	line   int
+	// plain counts the lines read past the csv.Reader (plainRow), which
+	// does not know of them, for the line numbers of its errors.
+	plain int
+	rec   []string
 }
 
 func (c *csvRows) Header() []string { return c.header }
 
 func (c *csvRows) Next() ([]string, error) {
-	row, err := c.r.Read()
 	c.line++
+	if row := c.plainRow(); row != nil {
+		return row, nil
+	}
+	row, err := c.r.Read()
 	if err != nil && !errors.Is(err, io.EOF) {
+		if pe, ok := errors.AsType[*csv.ParseError](err); ok {
+			pe.StartLine += c.plain
+			pe.Line += c.plain
+		}
 		return nil, ErrFormat.With(fmt.Sprintf("CSV 第%d行无法读取：%v", c.line+1, err), fmt.Sprintf("CSV line %d cannot be read: %v", c.line+1, err)).OnRow(c.line)
 	}
 	return row, err
+}
+
+// plainRow reads the next line if it is plain — whole in the buffer, not
+// empty, without quotes or carriage returns — as the csv.Reader would:
+// its fields are what lies between the commas. Most lines of a data file
+// are plain, and this costs about half of what the csv.Reader spends on
+// them. It returns nil, having read nothing, for any other line.
+func (c *csvRows) plainRow() []string {
+	buf, _ := c.br.Peek(c.br.Buffered())
+	n := bytes.IndexByte(buf, '\n')
+	if n <= 0 || bytes.IndexByte(buf[:n], '"') >= 0 || bytes.IndexByte(buf[:n], '\r') >= 0 {
+		return nil
+	}
+	line := string(buf[:n])
+	_, _ = c.br.Discard(n + 1)
+	c.plain++
+	c.rec = c.rec[:0]
+	for {
+		i := strings.IndexByte(line, ',')
+		if i < 0 {
+			c.rec = append(c.rec, line)
+			return c.rec
+		}
+		c.rec = append(c.rec, line[:i])
+		line = line[i+1:]
+	}
 }
 
 // XLSXRows reads the first sheet of a workbook row by row; its first row

@@ -1,6 +1,7 @@
 package resource
 
 import (
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"strconv"
@@ -24,11 +25,33 @@ type Column struct {
 	Hidden bool `json:"hidden,omitempty"`
 	// Since is the entry version that added the column.
 	Since int `json:"since"`
+	// Bytewise text columns compare and sort by their bytes on
+	// PostgreSQL (COLLATE "C"), whatever the database's collation.
+	Bytewise bool `json:"bytewise,omitempty" doc:"按字节排序 / ordered by its bytes"`
 }
 
+// columnOf makes the column of a data item. Text keys and items that
+// must be unique are bytewise: they are identifiers, compared for
+// equality (the same in every deterministic collation) and ordered only
+// to page through them, and their indexes, built after every load of an
+// empty resource, sort in half the time without the locale's rules.
+// SQLite compares text by its bytes anyway. Columns mounted before keep
+// the database's collation; a batch's stage takes each column's own.
 func columnOf(it catalog.DataItem, version int) Column {
-	return Column{Name: it.Name, MachineName: it.MachineName, DataType: it.DataType, Length: it.Length, Key: it.Key,
+	c := Column{Name: it.Name, MachineName: it.MachineName, DataType: it.DataType, Length: it.Length, Key: it.Key,
 		MaskRule: it.MaskRule, QualityRule: it.QualityRule, Since: version}
+	t := sqlType(store.Postgres, c)
+	c.Bytewise = (it.Key || hasRule(it.QualityRule, "unique")) && (t == "TEXT" || strings.HasPrefix(t, "VARCHAR"))
+	return c
+}
+
+// columnDef defines a column in a CREATE or ALTER TABLE.
+func columnDef(d store.Dialect, c Column) string {
+	def := quote(c.MachineName) + " " + sqlType(d, c)
+	if d == store.Postgres && c.Bytewise {
+		def += ` COLLATE "C"`
+	}
+	return def
 }
 
 // quote makes an identifier safe in both dialects. Machine names are
@@ -75,13 +98,17 @@ func sqlType(d store.Dialect, c Column) string {
 	return "TEXT"
 }
 
-// selectExpr reads a column back as text in both dialects.
+// selectExpr reads a column back as its canonical text (as quality.Check
+// returns it), for a canonicalText to receive. A binary item is its
+// base64 on one line (PostgreSQL's encode breaks it every 76
+// characters); SQLite has no base64 function, so there it is read as its
+// bytes and encoded by canonicalText.
 func selectExpr(d store.Dialect, alias string, c Column) string {
 	col := alias + quote(c.MachineName)
 	if d == store.Postgres {
 		switch c.DataType {
 		case "G":
-			return "encode(" + col + ", 'base64')"
+			return "translate(encode(" + col + ", 'base64'), chr(10), '')"
 		case "T":
 			return "to_char(" + col + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 		case "L":
@@ -91,11 +118,45 @@ func selectExpr(d store.Dialect, alias string, c Column) string {
 	}
 	switch c.DataType {
 	case "G":
-		return "base64(" + col + ")"
+		return col
 	case "L":
 		return "CASE " + col + " WHEN 1 THEN 'true' WHEN 0 THEN 'false' END"
 	}
 	return "CAST(" + col + " AS TEXT)"
+}
+
+// canonicalText receives a value selectExpr reads: its canonical text,
+// or, for a binary item on SQLite, its bytes, encoded here.
+type canonicalText struct {
+	sql.NullString
+	binary bool
+}
+
+func (t *canonicalText) Scan(src any) error {
+	if b, ok := src.([]byte); ok && t.binary {
+		t.String, t.Valid = base64.StdEncoding.EncodeToString(b), true
+		return nil
+	}
+	return t.NullString.Scan(src)
+}
+
+// canonicalTexts makes the receivers of the values of cols.
+func canonicalTexts(cols []Column) []canonicalText {
+	out := make([]canonicalText, len(cols))
+	for i, c := range cols {
+		out[i].binary = c.DataType == "G"
+	}
+	return out
+}
+
+// hasBinary says whether any of cols is a binary item.
+func hasBinary(cols []Column) bool {
+	for _, c := range cols {
+		if c.DataType == "G" {
+			return true
+		}
+	}
+	return false
 }
 
 // dbValue turns a canonical value (as quality.Check returns it) into what
@@ -151,7 +212,7 @@ func createDDL(d store.Dialect, name string, cols []Column) []string {
 	t := tablesOf(name)
 	var defs, keys []string
 	for _, c := range cols {
-		def := quote(c.MachineName) + " " + sqlType(d, c)
+		def := columnDef(d, c)
 		if c.Key {
 			def += " NOT NULL"
 			keys = append(keys, quote(c.MachineName))
@@ -204,7 +265,7 @@ func keyIndexDDL(name string, cols []Column) string {
 // addColumnDDL adds a column to the two tables.
 func addColumnDDL(d store.Dialect, name string, c Column) []string {
 	t := tablesOf(name)
-	def := quote(c.MachineName) + " " + sqlType(d, c)
+	def := columnDef(d, c)
 	return []string{
 		"ALTER TABLE " + t.main + " ADD COLUMN " + def,
 		"ALTER TABLE " + t.hist + " ADD COLUMN " + def,

@@ -121,7 +121,7 @@ func (st *stage) defs(rowid bool) string {
 	}
 	defs := []string{row, `"_op" TEXT NOT NULL`}
 	for _, c := range st.cols {
-		defs = append(defs, quote(c.MachineName)+" "+sqlType(st.d, c))
+		defs = append(defs, columnDef(st.d, c))
 	}
 	return strings.Join(append(defs, `"_maybe" BIGINT NOT NULL`, `"_viol" TEXT`, `"_raw" TEXT`), ", ")
 }

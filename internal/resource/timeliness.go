@@ -29,8 +29,9 @@ func cycleEnd(cycle string, last time.Time) (time.Time, bool) {
 	day := time.Date(d.Year(), d.Month(), d.Day(), 0, 0, 0, 0, calendar.CST)
 	switch cycle {
 	case "realtime", "daily":
-		// Real-time resources are timely while their node delivers; until
-		// nodes report, a day without data makes them due like daily ones.
+		// Real-time resources are timely while their node delivers
+		// (Timeliness); without a node, a day without data makes them due
+		// like daily ones.
 		return day.AddDate(0, 0, 2), true
 	case "weekly":
 		return day.AddDate(0, 0, 8), true
@@ -58,6 +59,12 @@ func (r Resource) Timeliness(now time.Time) Timeliness {
 			last = t
 		}
 	}
+	if r.UpdateCycle == "realtime" && !r.NodeSeenAt.IsZero() && now.Sub(r.NodeSeenAt) < NodeGrace {
+		if r.NodeSeenAt.After(last) {
+			last = r.NodeSeenAt
+		}
+		return Timeliness{State: "timely", Last: last, Due: r.NodeSeenAt.Add(NodeGrace).UTC()}
+	}
 	t := Timeliness{State: "none", Last: last}
 	end, ok := cycleEnd(r.UpdateCycle, last)
 	if !ok {
@@ -73,6 +80,18 @@ func (r Resource) Timeliness(now time.Time) Timeliness {
 		t.State = "timely"
 	}
 	return t
+}
+
+// NodeGrace is how long a node's report of delivering keeps a real-time
+// resource timely: nodes report every few seconds, so minutes of silence
+// mean the exchange stopped.
+const NodeGrace = 10 * time.Minute
+
+// NodeDelivering records that a node reported a running job into the
+// resource without error.
+func (s *Service) NodeDelivering(ctx context.Context, resourceID int64) error {
+	_, err := s.db.Exec(ctx, "UPDATE resources SET node_seen_at = ? WHERE id = ?", s.now(), resourceID)
+	return err
 }
 
 // periodStart is the beginning of the period that ends at end.
@@ -124,10 +143,24 @@ func (s *Service) ZeroReport(ctx context.Context, actor policy.Actor, code, note
 	return s.ByCode(ctx, code)
 }
 
-// Volume is the records that came in on one day.
+// Volume is the records that came in on one day, and those the exchange
+// delivered out to subscribers.
 type Volume struct {
-	Day       string `json:"day"`
-	RecordsIn int64  `json:"records_in"`
+	Day        string `json:"day"`
+	RecordsIn  int64  `json:"records_in" doc:"归集入库记录数 / records that came in"`
+	RecordsOut int64  `json:"records_out" doc:"交换分发记录数 / records delivered to subscribers"`
+}
+
+// AddDelivered counts records the exchange delivered out of a resource
+// today (China Standard Time).
+func (s *Service) AddDelivered(ctx context.Context, resourceID, n int64) error {
+	if n == 0 {
+		return nil
+	}
+	day := s.now().In(calendar.CST).Format("2006-01-02")
+	_, err := s.db.Exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in, records_out) VALUES (?, ?, 0, ?)
+		ON CONFLICT (resource_id, day) DO UPDATE SET records_out = resource_daily.records_out + excluded.records_out`, resourceID, day, n)
+	return err
 }
 
 // Volume returns records in per day over the last days, oldest first,
@@ -142,24 +175,25 @@ func (s *Service) Volume(ctx context.Context, code string, days int) ([]Volume, 
 	}
 	today := s.now().In(calendar.CST)
 	from := today.AddDate(0, 0, -(days - 1)).Format("2006-01-02")
-	got := map[string]int64{}
+	got := map[string]Volume{}
 	vs, err := storeAllVolume(ctx, s, r.ID, from)
 	if err != nil {
 		return nil, err
 	}
 	for _, v := range vs {
-		got[v.Day] = v.RecordsIn
+		got[v.Day] = v
 	}
 	out := make([]Volume, days)
 	for i := range out {
 		d := today.AddDate(0, 0, -(days - 1 - i)).Format("2006-01-02")
-		out[i] = Volume{Day: d, RecordsIn: got[d]}
+		out[i] = got[d]
+		out[i].Day = d
 	}
 	return out, nil
 }
 
 func storeAllVolume(ctx context.Context, s *Service, id int64, from string) ([]Volume, error) {
-	rows, err := s.db.Query(ctx, "SELECT day, records_in FROM resource_daily WHERE resource_id = ? AND day >= ? ORDER BY day", id, from)
+	rows, err := s.db.Query(ctx, "SELECT day, records_in, records_out FROM resource_daily WHERE resource_id = ? AND day >= ? ORDER BY day", id, from)
 	if err != nil {
 		return nil, err
 	}
@@ -167,7 +201,7 @@ func storeAllVolume(ctx context.Context, s *Service, id int64, from string) ([]V
 	var out []Volume
 	for rows.Next() {
 		var v Volume
-		if err := rows.Scan(&v.Day, &v.RecordsIn); err != nil {
+		if err := rows.Scan(&v.Day, &v.RecordsIn, &v.RecordsOut); err != nil {
 			return nil, err
 		}
 		out = append(out, v)

@@ -63,10 +63,11 @@ func (p *Platform) startExchange(ctx context.Context, cfg *config.Config, worker
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	})
-	p.NodeURL = "https://" + ln.Addr().String()
-	log.Info("node endpoint serving", "url", p.NodeURL)
+	url := "https://" + ln.Addr().String()
+	p.nodeURL.Store(&url)
+	log.Info("node endpoint serving", "url", url)
 	if p.Out != nil {
-		fmt.Fprintf(p.Out, "  前置机接口 node endpoint: %s\n", p.NodeURL)
+		fmt.Fprintf(p.Out, "  前置机接口 node endpoint: %s\n", url)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -74,8 +75,8 @@ type Platform struct {
 	Share     *share.Service
 	PKI       *pki.Service
 	Exchange  *exchange.Service
-	// NodeURL is the node endpoint's address once it listens.
-	NodeURL string
+	// nodeURL is the node endpoint's address once it listens.
+	nodeURL atomic.Pointer[string]
 	Log     *slog.Logger
 	Out     io.Writer
 }
@@ -259,6 +260,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	h, err := web.New(web.Deps{
 		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, RefData: p.RefData, Apps: p.Apps, Notify: p.Notify, Share: p.Share, Todos: todo.New(p.Catalog, p.Share, p.Resources), Resources: p.Resources, Masker: mask.New(p.Keys.Derive("mask/hash")), Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
+		PKI:           p.PKI, Exchange: p.Exchange, NodeURL: p.NodeURL,
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),
 			"bus":      p.Bus,
@@ -360,4 +362,13 @@ func (p *Platform) retentionLoop(ctx context.Context, retention time.Duration) {
 		case <-t.C:
 		}
 	}
+}
+
+// NodeURL is the node endpoint's address ("" until it listens, or when it
+// is off).
+func (p *Platform) NodeURL() string {
+	if u := p.nodeURL.Load(); u != nil {
+		return *u
+	}
+	return ""
 }

@@ -78,11 +78,17 @@ func (s *Server) apiRoutes() {
 	s.shareAPI(api)
 	s.refdataAPI(api)
 	s.resourceAPI(api)
+	s.exchangeAPI(api)
+	s.checkAPI(api)
 }
 
 // apiAuth resolves the caller of every operation: a user's bearer token,
 // or a department's app by its request signature.
 func (s *Server) apiAuth(ctx huma.Context, next func(huma.Context)) {
+	if o := ctx.Operation(); o != nil && o.Security != nil && len(o.Security) == 0 {
+		next(ctx) // a public operation: it checks its own credential
+		return
+	}
 	if ctx.Header(client.HeaderAppKey) != "" && s.Apps != nil {
 		s.appAuth(ctx, next)
 		return

@@ -112,6 +112,9 @@ type authzRow struct {
 	op     string // METHOD and OpenAPI path template
 	status int    // the answer to an allowed caller
 	allow  []authzGrant
+	// public operations answer status to anyone, even without credentials:
+	// their credential is in the request (an enrolment code).
+	public bool
 	// hidden callers get 404: the API does not admit the object exists.
 	// Everyone else with credentials gets 403; anonymous callers get 401.
 	hidden []authzGrant
@@ -137,6 +140,8 @@ type knownMismatch struct {
 
 func (r authzRow) want(c authzCaller) int {
 	switch {
+	case r.public:
+		return r.status
 	case c.role == "":
 		return http.StatusUnauthorized
 	case admits(r.allow, c):
@@ -471,6 +476,12 @@ type authzFixture struct {
 
 	// The data of A's published entry, mounted on first use.
 	resourceCode string
+
+	// The exchange objects of A, made on first use.
+	exchange struct {
+		node, job, sub, grant, check int64
+		resource                     string
+	}
 }
 
 func newAuthzFixture(t *testing.T, db *store.DB) *authzFixture {

@@ -64,6 +64,7 @@ func (s *Server) pageRoutes() {
 	s.shareRoutes()
 	s.refdataRoutes()
 	s.resourceRoutes()
+	s.exchangeRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

@@ -292,26 +292,32 @@ func (s *Server) historyPage(w http.ResponseWriter, r *http.Request, c *current)
 	s.render(w, r, http.StatusOK, "history", &page{Title: res.Name, User: &c.user, Active: "/resources", Data: d})
 }
 
-// volumeBar is one day of the volume chart, drawn as SVG attributes (the
+// volumeBar is one day of the volume chart: records in and records the
+// exchange delivered out, side by side, drawn as SVG attributes (the
 // content security policy allows no inline styles).
 type volumeBar struct {
-	X, Y, H int64
-	Day     string
-	N       int64
+	X, Y, H          int64 // records in
+	XOut, YOut, HOut int64 // records out
+	Day              string
+	N, Out           int64
 }
 
 func volumeBars(vs []resource.Volume) ([]volumeBar, int) {
 	var most int64
 	for _, v := range vs {
-		most = max(most, v.RecordsIn)
+		most = max(most, v.RecordsIn, v.RecordsOut)
+	}
+	height := func(n int64) int64 {
+		if most == 0 || n == 0 {
+			return 0
+		}
+		return max(1, n*60/most)
 	}
 	out := make([]volumeBar, len(vs))
 	for i, v := range vs {
-		var h int64
-		if most > 0 && v.RecordsIn > 0 {
-			h = max(1, v.RecordsIn*60/most)
-		}
-		out[i] = volumeBar{X: int64(i)*10 + 1, Y: 65 - h, H: h, Day: v.Day, N: v.RecordsIn}
+		h, ho := height(v.RecordsIn), height(v.RecordsOut)
+		x := int64(i)*12 + 1
+		out[i] = volumeBar{X: x, Y: 65 - h, H: h, XOut: x + 5, YOut: 65 - ho, HOut: ho, Day: v.Day, N: v.RecordsIn, Out: v.RecordsOut}
 	}
-	return out, len(vs) * 10
+	return out, len(vs) * 12
 }

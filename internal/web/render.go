@@ -100,6 +100,7 @@ func nav(u *identity.User) []navGroup {
 	if policy.Any(a, policy.ShareView) {
 		groups = append(groups, navGroup{Title: "nav.group.share", Items: []navItem{{Key: "nav.applications", Href: "/applications"}, {Key: "nav.grants", Href: "/grants"}}})
 	}
+	groups = append(groups, exchangeNav(a)...)
 	if len(sys) > 0 {
 		groups = append(groups, navGroup{Title: "nav.group.sys", Items: sys})
 	}

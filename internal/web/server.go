@@ -24,9 +24,11 @@ import (
 	"govshare/internal/audit"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
+	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
 	"govshare/internal/notify"
+	"govshare/internal/pki"
 	"govshare/internal/refdata"
 	"govshare/internal/resource"
 	"govshare/internal/secret"
@@ -68,6 +70,11 @@ type Deps struct {
 	SecureCookies bool
 	// Banner is shown in the header, e.g. "演示环境 / demo".
 	Banner string
+	// PKI is the platform's CA for exchange nodes; Exchange the exchange
+	// center; NodeURL the node endpoint's address once it listens.
+	PKI      *pki.Service
+	Exchange *exchange.Service
+	NodeURL  func() string
 }
 
 // Server is the HTTP handler of the platform.
@@ -159,6 +166,7 @@ type ctxKey int
 const (
 	keyRequestID ctxKey = iota
 	keyPrincipal
+	keyBaseURL
 )
 
 // withRequest gives every request an id, a log line and metrics, protects
@@ -179,6 +187,7 @@ func (s *Server) withRequest(next http.Handler) http.Handler {
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Referrer-Policy", "same-origin")
 		ctx := context.WithValue(r.Context(), keyRequestID, id)
+		ctx = context.WithValue(ctx, keyBaseURL, baseURL(r))
 		purpose := strings.TrimSpace(r.Header.Get("X-Purpose"))
 		if len(purpose) > 500 {
 			purpose = purpose[:500]
@@ -216,6 +225,13 @@ func (s *Server) withRequest(next http.Handler) http.Handler {
 		}
 		protected.ServeHTTP(rec, r)
 	})
+}
+
+// requestBase is the address the caller reached this server at, for
+// answers that tell the caller where to go next.
+func requestBase(ctx context.Context) string {
+	b, _ := ctx.Value(keyBaseURL).(string)
+	return b
 }
 
 func requestID(ctx context.Context) string {

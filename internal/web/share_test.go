@@ -47,13 +47,20 @@ func (e *env) civil() (identity.Department, map[policy.Role]string) {
 // publishEntry registers and publishes an entry of the police department.
 func (e *env) publishEntry(name string, st catalog.ShareType) catalog.Entry {
 	e.t.Helper()
+	return e.publishEntryWith(name, st, catalog.MethodAPI)
+}
+
+// publishEntryWith publishes an entry of the police department shared by
+// the given methods.
+func (e *env) publishEntryWith(name string, st catalog.ShareType, methods ...catalog.ShareMethod) catalog.Entry {
+	e.t.Helper()
 	ctx := context.Background()
 	c := catalog.Content{Name: name, ClassCode: "101", Abstract: "测试资源。", FormatClass: "database", FormatType: "postgresql",
 		Items: []catalog.DataItem{
 			{Name: "公民身份号码", MachineName: "citizen_id", DataType: "C", Length: 18, Key: true, MaskRule: "keep(6,4)"},
 			{Name: "姓名", MachineName: "name", DataType: "C", Length: 50, MaskRule: "surname"},
 		},
-		ShareType: st, ShareMethods: []catalog.ShareMethod{catalog.MethodAPI}, OpenType: catalog.OpenClosed, UpdateCycle: "daily"}
+		ShareType: st, ShareMethods: methods, OpenType: catalog.OpenClosed, UpdateCycle: "daily"}
 	switch st {
 	case catalog.ShareConditional:
 		c.ShareCondition = "用于身份核验"

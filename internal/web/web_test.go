@@ -10,6 +10,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,11 +20,14 @@ import (
 
 	"govshare/client"
 	"govshare/internal/audit"
+	"govshare/internal/bus"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
+	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
 	"govshare/internal/notify"
+	"govshare/internal/pki"
 	"govshare/internal/policy"
 	"govshare/internal/quality"
 	"govshare/internal/refdata"
@@ -48,6 +52,8 @@ type env struct {
 	keys   *secret.Keys
 	db     *store.DB
 	res    *resource.Service
+	pki    *pki.Service
+	ex     *exchange.Service
 	city   identity.Department
 	police identity.Department
 	tokens map[policy.Role]string // API token of a user holding the role
@@ -85,14 +91,29 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 		t.Fatal(err)
 	}
 	res := resource.New(db, log, cat, func(ctx context.Context) (quality.Reference, error) { return ref.Reference(ctx) }, nil)
+	b, err := bus.Open(ctx, bus.Config{StoreDir: filepath.Join(t.TempDir(), "nats")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	ca := pki.NewService(db, log, keys)
+	masker := mask.New(keys.Derive("mask/hash"))
+	ex := exchange.New(exchange.Deps{DB: db, Audit: log, Bus: b, Resources: res, Share: shr, PKI: ca, Masker: masker})
+	exCtx, stopEx := context.WithCancel(ctx)
+	exDone, err := ex.Start(exCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stopEx(); <-exDone })
 	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), RefData: ref, Apps: share.NewApps(db, log, keys), Share: shr,
-		Todos: todo.New(cat, shr, res), Notify: ntf, Resources: res, Masker: mask.New(keys.Derive("mask/hash")), Audit: log, Keys: keys, Version: "test", Ready: ready})
+		Todos: todo.New(cat, shr, res), Notify: ntf, Resources: res, Masker: masker, Audit: log, Keys: keys, Version: "test", Ready: ready,
+		PKI: ca, Exchange: ex, NodeURL: func() string { return "https://127.0.0.1:8443" }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, keys: keys, db: db, res: res, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
+	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, keys: keys, db: db, res: res, pki: ca, ex: ex, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
 	e.city, err = ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "示范市人民政府", CreditCode: identity.SyntheticCreditCode("350100", 1), RegionCode: "350100"})
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package source
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -296,42 +294,16 @@ func (s *source) Checksums(ctx context.Context, q Query, chunkSize int) ([]Chunk
 	if err != nil {
 		return nil, err
 	}
-	chunkSize = max(chunkSize, 1)
-	var (
-		sums []ChunkSum
-		cur  ChunkSum
-		h    = sha256.New()
-		buf  []byte
-		last Key
-	)
-	end := func() {
-		cur.Last = slices.Clone(last)
-		cur.Hash = hex.EncodeToString(h.Sum(nil))
-		sums = append(sums, cur)
-		cur = ChunkSum{}
-		h.Reset()
-	}
+	sm := NewSummer(chunkSize)
 	err = s.ordered(ctx, p, KeyRange{}, func(r Row, k Key) error {
-		if cur.Count == 0 {
-			cur.First = slices.Clone(k)
-		}
-		cur.Count++
-		buf = appendEncoded(buf[:0], r)
-		h.Write(buf)
-		last = append(last[:0], k...)
-		buf = appendKeyEncoded(buf[:0], k)
-		if boundary(buf, chunkSize) || cur.Count >= maxChunkFactor*chunkSize {
-			end()
-		}
+		sm.Add(k, r)
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if cur.Count > 0 {
-		end()
-	}
-	return sums, nil
+	sm.Flush()
+	return sm.Sums(), nil
 }
 
 // boundary says a chunk ends after the key encoded in k: its hash is 0
@@ -363,9 +335,9 @@ func (s *source) KeyHashes(ctx context.Context, q Query, r KeyRange, chunk int, 
 	var buf []byte
 	out := make([]KeyHash, 0, min(chunk, 4096))
 	err = s.ordered(ctx, p, r, func(row Row, k Key) error {
-		buf = appendEncoded(buf[:0], row)
-		sum := sha256.Sum256(buf)
-		out = append(out, KeyHash{Key: slices.Clone(k), Hash: hex.EncodeToString(sum[:16])})
+		var h string
+		h, buf = rowHash(buf, row)
+		out = append(out, KeyHash{Key: slices.Clone(k), Hash: h})
 		if len(out) < chunk {
 			return nil
 		}

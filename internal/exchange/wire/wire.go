@@ -53,8 +53,8 @@ type ColumnMapping struct {
 // JobSpec is an exchange job as the center defines it: where to read, how,
 // when and into which resource.
 type JobSpec struct {
-	ID       int64    `json:"id"`
-	Version  int64    `json:"version" doc:"每次修改加一 / increases with every change"`
+	ID       int64    `json:"id" required:"false" doc:"由中心分配 / set by the center"`
+	Version  int64    `json:"version" required:"false" doc:"每次修改加一，由中心维护 / increases with every change, kept by the center"`
 	Name     string   `json:"name"`
 	Resource string   `json:"resource" doc:"目标资源代码 / the resource the rows go into"`
 	Source   string   `json:"source" doc:"前置机配置中的数据源名称 / data source name in the node's configuration"`
@@ -84,7 +84,7 @@ type JobSpec struct {
 	MaxErrors       int `json:"max_errors,omitempty" doc:"每批错误上限 / error limit per batch"`
 	BatchRows       int `json:"batch_rows,omitempty" doc:"每批行数 / rows per batch (default 5000)"`
 	// Running says the center wants the job to run on its schedule.
-	Running bool `json:"running"`
+	Running bool `json:"running" required:"false" doc:"按调度运行 / run on the schedule"`
 	// RunNow asks for one run now; it changes (increases) each time the
 	// center asks again.
 	RunNow int64 `json:"run_now,omitempty"`
@@ -127,6 +127,9 @@ type Commands struct {
 	NodeName      string             `json:"node_name"`
 	Jobs          []JobSpec          `json:"jobs"`
 	Subscriptions []SubscriptionSpec `json:"subscriptions"`
+	// Checks are the full checks waiting for the node or running on it
+	// (check.go).
+	Checks []CheckRequest `json:"checks,omitempty"`
 	// Revision changes whenever anything above changes, so a node can
 	// wait for the next one (?after=revision&wait=seconds).
 	Revision int64 `json:"revision"`
@@ -269,20 +272,20 @@ type Status struct {
 
 // SourceInfo describes one data source of a node.
 type SourceInfo struct {
-	Name   string      `json:"name"`
-	Kind   string      `json:"kind"`
-	Error  string      `json:"error,omitempty" doc:"连接测试结果 / connection test"`
-	Tables []TableInfo `json:"tables,omitempty"`
+	Name   string        `json:"name"`
+	Kind   string        `json:"kind"`
+	Error  string        `json:"error,omitempty" doc:"连接测试结果 / connection test"`
+	Tables []SourceTable `json:"tables,omitempty"`
 }
 
-// TableInfo is one table and its columns.
-type TableInfo struct {
-	Name    string       `json:"name"`
-	Columns []ColumnInfo `json:"columns"`
+// SourceTable is one table and its columns.
+type SourceTable struct {
+	Name    string         `json:"name"`
+	Columns []SourceColumn `json:"columns"`
 }
 
-// ColumnInfo is one source column with the data item type it suggests.
-type ColumnInfo struct {
+// SourceColumn is one source column with the data item type it suggests.
+type SourceColumn struct {
 	Name     string `json:"name"`
 	Type     string `json:"type"`
 	Key      int    `json:"key,omitempty"`
