@@ -174,6 +174,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer, isDemo 
 		}
 		opt.Seed = demo.Seed
 		opt.Banner = "演示环境 Demo"
+		if l.NodeAddr == "" {
+			// The demo takes exchange nodes on this machine, so that
+			// `govshare agent enrol` from the 前置机 page works as it is.
+			l.NodeAddr = "127.0.0.1:8443"
+		}
 	}
 	return server.Run(ctx, &l.Config, opt)
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -129,6 +130,7 @@ func (r *subRunner) loop(ctx context.Context) {
 				continue
 			}
 			prepared = stream
+			r.acknowledgeKept(ctx, spec)
 		}
 		applied, err := tgt.Applied(ctx, stream)
 		if err != nil {
@@ -158,14 +160,14 @@ func (r *subRunner) loop(ctx context.Context) {
 			continue
 		}
 		r.set("applying", "")
-		var acks []wire.Ack
 		for _, d := range got.Items {
 			if d.Epoch != spec.Epoch {
 				continue
 			}
 			c, skipped, err := tgt.Apply(ctx, spec.Table, cols, stream, d.Seq, toRows(d.Rows), toKeys(d.Deletes))
 			if err != nil {
-				acks = append(acks, wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt, Error: err.Error()})
+				r.acknowledge(ctx, spec.ID, []wire.Ack{{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt,
+					Error: err.Error()}})
 				r.set("failed", err.Error())
 				break
 			}
@@ -175,23 +177,71 @@ func (r *subRunner) loop(ctx context.Context) {
 				counts = wire.RunCounts{}
 			}
 			r.a.metrics.applied(spec.ID, len(d.Rows)+len(d.Deletes), d.Changed)
-			acks = append(acks, wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt,
-				Counts: counts, AppliedAt: time.Now().UTC()})
+			// Each delivery is acknowledged before the next is applied, its
+			// acknowledgement kept in the node's store first: a node killed
+			// before the center heard sends it when it starts again. Between
+			// the target's commit and the store's write a kill still loses
+			// it; only the target's own bookkeeping, in the same
+			// transaction, could close that gap.
+			ack := wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt,
+				Counts: counts, AppliedAt: time.Now().UTC()}
+			if !skipped {
+				r.keepAck(ctx, ack)
+			}
+			r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
 			r.mu.Lock()
 			r.applied, r.lastAt = d.Seq, time.Now().UTC()
 			r.mu.Unlock()
-		}
-		if len(acks) > 0 {
-			body, _ := json.Marshal(acks)
-			if err := r.a.call(ctx, http.MethodPost, wire.PathAcks, nil, body, "application/json", nil); err != nil && ctx.Err() == nil {
-				r.a.log.Warn("acknowledging deliveries", "subscription", spec.ID, "err", err)
-			}
 		}
 		if r.state == "failed" {
 			sleep(ctx, 5*time.Second)
 		} else if !spec.Realtime && len(got.Items) == 0 {
 			sleep(ctx, time.Duration(max(spec.IntervalSeconds, 1))*time.Second)
 		}
+	}
+}
+
+// acknowledge tells the center what was applied, again and again while
+// the center cannot be reached: a delivery applied but never acknowledged
+// leaves its run unreconciled for good. The center takes an
+// acknowledgement it already has as nothing new.
+func (r *subRunner) acknowledge(ctx context.Context, subID int64, acks []wire.Ack) {
+	body, _ := json.Marshal(acks)
+	backoff := 200 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.a.call(ctx, http.MethodPost, wire.PathAcks, nil, body, "application/json", nil)
+		var link *linkError
+		if err == nil || !errors.As(err, &link) {
+			if err != nil {
+				r.a.log.Warn("the center refused the acknowledgement of deliveries", "subscription", subID, "err", err)
+			}
+			return
+		}
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func ackKey(subID int64) string { return "ack." + strconv.FormatInt(subID, 10) }
+
+// keepAck keeps the acknowledgement of the delivery last applied.
+func (r *subRunner) keepAck(ctx context.Context, ack wire.Ack) {
+	b, _ := json.Marshal(ack)
+	if _, err := r.a.state.Put(ctx, ackKey(ack.Subscription), b); err != nil {
+		r.a.log.Warn("keeping the acknowledgement of a delivery", "subscription", ack.Subscription, "err", err)
+	}
+}
+
+// acknowledgeKept sends the acknowledgement of the delivery last applied
+// again, in case the node stopped before the center heard it.
+func (r *subRunner) acknowledgeKept(ctx context.Context, spec wire.SubscriptionSpec) {
+	e, err := r.a.state.Get(ctx, ackKey(spec.ID))
+	if err != nil {
+		return
+	}
+	var ack wire.Ack
+	if json.Unmarshal(e.Value(), &ack) == nil && ack.Epoch == spec.Epoch {
+		r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
 	}
 }
 

@@ -547,8 +547,7 @@ func (a *Agent) outboxPending(jobID int64) (int64, error) {
 // until the center has stored it; what was sent is removed, except each
 // job's last batch (its checkpoint).
 func (a *Agent) forwardLoop(ctx context.Context) {
-	cons, err := a.outbox.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "forward", AckPolicy: jetstream.AckExplicitPolicy,
-		AckWait: 5 * time.Minute, MaxAckPending: 1})
+	cons, err := a.forwarder(ctx)
 	if err != nil {
 		a.log.Error("node store consumer", "err", err)
 		return
@@ -589,6 +588,32 @@ func (a *Agent) forwardLoop(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// forwarder is the store's consumer that forwards batches in order. The
+// node is its store's only reader: a batch still out when the node starts
+// was out to a forwarder that died with the node (kill -9), and the store
+// would not give it out again before AckWait, nor any batch after it. So
+// the consumer starts again at the first batch not acknowledged.
+func (a *Agent) forwarder(ctx context.Context) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{Durable: "forward", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 5 * time.Minute, MaxAckPending: 1}
+	if c, err := a.outbox.Consumer(ctx, cfg.Durable); err == nil {
+		info, err := c.Info(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if info.NumAckPending == 0 && info.NumRedelivered == 0 {
+			return c, nil
+		}
+		if err := a.outbox.DeleteConsumer(ctx, cfg.Durable); err != nil {
+			return nil, err
+		}
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, info.AckFloor.Stream+1
+		a.log.Info("forwarding starts again at the first batch the center has not confirmed", "store_seq", cfg.OptStartSeq)
+	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, err
+	}
+	return a.outbox.CreateConsumer(ctx, cfg)
 }
 
 // Pause stops or resumes forwarding to the center; extraction goes on

@@ -38,8 +38,6 @@ func (s *Service) fanOutLoop(ctx context.Context) {
 
 // FanOut brings every active subscription up to date once.
 func (s *Service) FanOut(ctx context.Context) error {
-	t0 := time.Now()
-	defer func() { s.Log.Info("XBDEBUG fanout", "took", time.Since(t0)) }()
 	subs, err := store.All(ctx, s.DB, scanSub, "SELECT "+subCols+subFrom+" WHERE s.state = 'active' ORDER BY s.id")
 	if err != nil {
 		return err
@@ -258,10 +256,11 @@ func (s *Service) deliverRun(ctx context.Context, x Subscription, v view, runNo 
 			return publish(rows[hr:], del[hd:])
 		}
 		msgID := fmt.Sprintf("s%d-e%d-r%d-a%d-p%d", x.ID, x.Epoch, runNo, attempt, part)
-		t0 := time.Now()
-		_, err = s.publish(ctx, subjectOut(x.ID), msgID, body)
-		s.Log.Info("XBDEBUG published", "run", runNo, "took", time.Since(t0), "msg", msgID)
-		return err
+		if _, err := s.publish(ctx, subjectOut(x.ID), msgID, body); err != nil {
+			return err
+		}
+		s.stored(x.ID)
+		return nil
 	}
 	err = read(func(rows [][]*string, del [][]string) error {
 		out, gone := s.shape(v, rows, del)
@@ -283,6 +282,18 @@ func (s *Service) deliverRun(ctx context.Context, x Subscription, v view, runNo 
 		return err
 	}
 	return s.reconcile(ctx, runID)
+}
+
+// subjectStored is where the center says a delivery for a subscription is
+// stored. Long polls wait for it rather than for the delivery's own
+// subject: a subscriber to that subject hears of the message before the
+// stream has stored it, looks, finds nothing, and would sleep until the
+// next delivery (a second later in a steady flow, or the whole wait).
+func subjectStored(subID int64) string { return "gs.stored." + itoa(subID) }
+
+// stored wakes the long polls of a subscription's node.
+func (s *Service) stored(subID int64) {
+	_ = s.Bus.Conn().Publish(subjectStored(subID), nil)
 }
 
 func subtract(a, b wire.RunCounts) wire.RunCounts {

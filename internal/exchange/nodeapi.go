@@ -296,7 +296,7 @@ func (s *Service) serveDeliveries(w http.ResponseWriter, r *http.Request, n node
 		return err
 	}
 	deadline := time.Now().Add(clampWait(r))
-	wake, stop := s.watch(subjectOut(subID))
+	wake, stop := s.watch(subjectStored(subID))
 	defer stop()
 	for {
 		size := 0
@@ -323,11 +323,8 @@ func (s *Service) serveDeliveries(w http.ResponseWriter, r *http.Request, n node
 		if len(out.Items) > 0 || left <= 0 || ctx.Err() != nil {
 			break
 		}
-		t0 := time.Now()
 		waitOn(ctx, wake, min(left, 5*time.Second))
-		s.Log.Info("XBDEBUG waited", "took", time.Since(t0))
 	}
-	s.Log.Info("XBDEBUG deliveries", "n", len(out.Items))
 	return writeJSON(w, out)
 }
 
@@ -336,8 +333,6 @@ func (s *Service) serveAcks(w http.ResponseWriter, r *http.Request, n nodeCtx) e
 	if err := json.NewDecoder(io.LimitReader(r.Body, 4<<20)).Decode(&acks); err != nil {
 		return apperr.Invalid("node.ack_invalid", "body", "确认报文格式错误", "the acknowledgement is not valid JSON")
 	}
-	t0 := time.Now()
-	defer func() { s.Log.Info("XBDEBUG acks", "took", time.Since(t0)) }()
 	for _, a := range acks {
 		x, err := s.sub(r.Context(), a.Subscription)
 		if err != nil || x.NodeID != n.id {

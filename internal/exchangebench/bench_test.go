@@ -78,8 +78,14 @@ func TestBenchSmall(t *testing.T) {
 			t.Errorf("%s: %+v", s.Name, s)
 		}
 	}
-	if r.Ratio <= 0 || r.Latency.Samples < 20 || r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 {
+	if r.Ratio <= 0 || r.Latency.Samples < 10 || r.Latency.P50 <= 0 || r.Latency.P99 < r.Latency.P50 {
 		t.Errorf("result: %+v", r)
+	}
+	// A change waits for the job's idle pause (1 s) and a few durable
+	// hops. The last change of a burst waiting the node's whole 5 s long
+	// poll means the poll slept through the news of its delivery.
+	if r.Latency.Max > 4500*time.Millisecond {
+		t.Errorf("a change took %s to arrive (p50 %s, p99 %s)", r.Latency.Max, r.Latency.P50, r.Latency.P99)
 	}
 	if len(r.Nodes) != 2 || r.Nodes[0].Peak == 0 || r.Nodes[1].Peak == 0 {
 		t.Errorf("node memory: %+v", r.Nodes)
