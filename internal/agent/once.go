@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"govshare/internal/exchange/wire"
@@ -88,14 +89,11 @@ func (a *Agent) RunOnce(ctx context.Context, job string, progress func(OnceProgr
 			}
 		}
 	}()
-	defer func() {
-		select {
-		case <-stopTicks:
-		default:
-			close(stopTicks)
-		}
-		<-ticksDone
-	}()
+	// Progress is reported from one goroutine at a time: the ticker's,
+	// then, once it has stopped, the last report's.
+	var stopOnce sync.Once
+	stopTicking := func() { stopOnce.Do(func() { close(stopTicks); <-ticksDone }) }
+	defer stopTicking()
 
 	if _, err := r.runOnce(ctx, spec); err != nil {
 		return nil, err
@@ -136,6 +134,7 @@ func (a *Agent) RunOnce(ctx context.Context, job string, progress func(OnceProgr
 				done = done && found
 			}
 			if done {
+				stopTicking()
 				tick()
 				for _, x := range runs {
 					if x.State != "complete" {
