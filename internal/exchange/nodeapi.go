@@ -15,6 +15,7 @@ import (
 
 	"govshare/internal/apperr"
 	"govshare/internal/exchange/wire"
+	"govshare/internal/pki"
 	"govshare/internal/resource"
 	"govshare/internal/store"
 )
@@ -324,6 +325,11 @@ func (s *Service) serveDeliveries(w http.ResponseWriter, r *http.Request, n node
 			break
 		}
 		waitOn(ctx, wake, min(left, 5*time.Second))
+	}
+	// The node may have been revoked while it waited: what came meanwhile
+	// is not for it.
+	if _, _, err := s.node(ctx, n.id); err != nil {
+		return pki.ErrNodeRefused
 	}
 	return writeJSON(w, out)
 }

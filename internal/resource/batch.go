@@ -252,7 +252,23 @@ func (s *Service) Submit(ctx context.Context, actor policy.Actor, code string, o
 	if err != nil || replay {
 		return b, err
 	}
+	// While it runs, the batch renews its lease; a batch whose server
+	// died mid-run is taken over when its client sends it again.
+	renewed := make(chan struct{})
+	go func() {
+		t := time.NewTicker(batchLease / 4)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				_, _ = s.db.Exec(context.WithoutCancel(ctx), "UPDATE resource_batches SET started_at = ? WHERE id = ? AND state = 'running'", s.now(), b.ID)
+			case <-renewed:
+				return
+			}
+		}
+	}()
 	res, runErr := s.run(ctx, r, cols, h, chk, b.ID, opt, rows)
+	close(renewed)
 	if runErr != nil && res.state != "failed" {
 		// An error of the platform or of the file: nothing was applied;
 		// the batch can be sent again with the same id.
@@ -297,13 +313,15 @@ func (s *Service) openBatch(ctx context.Context, actor policy.Actor, r Resource,
 		b, err := s.Batch(ctx, r.Code, id)
 		b.Replayed = true
 		return b, true, err
-	case "running":
-		return Batch{}, false, ErrBatchRunning
 	}
-	// A failed attempt is run again under the same id.
+	// A failed attempt is run again under the same id, and so is one
+	// still marked running whose lease lapsed: its server stopped, and
+	// since a batch is applied and marked applied in one transaction, it
+	// left nothing behind.
+	now := s.now()
 	res, err := s.db.Exec(ctx, `UPDATE resource_batches SET state = 'running', source = ?, source_detail = ?, rows_total = 0, rows_inserted = 0, rows_updated = 0,
 		rows_unchanged = 0, rows_deleted = 0, rows_quarantined = 0, report = '', error = '', submitted_by = ?, submitted_app = ?, started_at = ?, finished_at = NULL
-		WHERE id = ? AND state = 'failed'`, opt.Source, opt.Detail, actor.UserID, actor.App, s.now(), id)
+		WHERE id = ? AND (state = 'failed' OR state = 'running' AND started_at < ?)`, opt.Source, opt.Detail, actor.UserID, actor.App, now, id, now.Add(-batchLease))
 	if err != nil {
 		return Batch{}, false, err
 	}
@@ -312,6 +330,10 @@ func (s *Service) openBatch(ctx context.Context, actor policy.Actor, r Resource,
 	}
 	return Batch{ID: id}, false, nil
 }
+
+// batchLease is how long a running batch counts as running without its
+// server renewing it.
+const batchLease = 20 * time.Second
 
 type runResult struct{ state string }
 

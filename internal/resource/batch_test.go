@@ -332,3 +332,30 @@ func BenchmarkSubmitTenRecords(b *testing.B) {
 		})
 	}
 }
+
+// TestABatchOfAStoppedServerIsTakenOver: a batch left running by a
+// server that died mid-run is refused while its lease holds and run again
+// under the same id once it lapsed.
+func TestABatchOfAStoppedServerIsTakenOver(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := setup(t, db)
+		ctx := context.Background()
+		r, err := f.svc.Mount(ctx, f.gaj, f.entry.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// What a server that died mid-run leaves: the batch marked running.
+		if _, err := db.Exec(ctx, `INSERT INTO resource_batches (resource_id, client_batch_id, source, source_detail, state, submitted_by, submitted_app, started_at)
+			VALUES (?, 'n1-j1-r1-1', 'node', '', 'running', 0, '', ?)`, r.ID, *f.clock); err != nil {
+			t.Fatal(err)
+		}
+		file := "citizen_id,name\n" + id("350102", 1980, 5, 6, 7) + ",某人\n"
+		_, err = f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{ClientBatchID: "n1-j1-r1-1"}, csvRows(t, file))
+		wantCode(t, err, "resource.batch_running")
+		*f.clock = f.clock.Add(time.Minute) // nobody renewed it
+		got, err := f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{ClientBatchID: "n1-j1-r1-1"}, csvRows(t, file))
+		if err != nil || got.Inserted != 1 || got.State != "applied" {
+			t.Fatalf("taken over: %+v %v", got, err)
+		}
+	})
+}
