@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"time"
 
 	"govshare/internal/agent/source"
@@ -19,44 +18,19 @@ import (
 // subRunner applies one subscription's deliveries to its target table, in
 // order and each once (交换桥接).
 type subRunner struct {
-	a      *Agent
-	cancel context.CancelFunc
-	done   chan struct{}
-	specCh chan wire.SubscriptionSpec
+	a *Agent
+	runner[wire.SubscriptionSpec]
 
-	mu      sync.Mutex
-	spec    wire.SubscriptionSpec
-	state   string
-	err     string
+	// guarded by mu
 	applied uint64
 	lastAt  time.Time
 }
 
 func (a *Agent) startSub(ctx context.Context, spec wire.SubscriptionSpec) *subRunner {
-	ctx, cancel := context.WithCancel(ctx)
-	r := &subRunner{a: a, cancel: cancel, done: make(chan struct{}), specCh: make(chan wire.SubscriptionSpec, 1), spec: spec, state: "starting"}
-	go func() {
-		defer close(r.done)
-		r.loop(ctx)
-	}()
+	r := &subRunner{a: a}
+	r.init(spec, "starting")
+	r.start(ctx, r.loop)
 	return r
-}
-
-func (r *subRunner) update(spec wire.SubscriptionSpec) {
-	select {
-	case <-r.specCh:
-	default:
-	}
-	r.specCh <- spec
-}
-
-func (r *subRunner) stop() { r.cancel() }
-func (r *subRunner) wait() { <-r.done }
-
-func (r *subRunner) set(state, err string) {
-	r.mu.Lock()
-	r.state, r.err = state, err
-	r.mu.Unlock()
 }
 
 func (r *subRunner) report() wire.SubStatus {

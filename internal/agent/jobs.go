@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,15 +57,10 @@ func (a *Agent) lastCheckpoint(ctx context.Context, jobID int64) (checkpoint, er
 
 // jobRunner runs one job on its schedule.
 type jobRunner struct {
-	a      *Agent
-	cancel context.CancelFunc
-	done   chan struct{}
-	specCh chan wire.JobSpec
+	a *Agent
+	runner[wire.JobSpec]
 
-	mu       sync.Mutex
-	spec     wire.JobSpec
-	state    string
-	err      string
+	// guarded by mu
 	lastRun  time.Time
 	rps      float64
 	progress int64
@@ -75,30 +69,10 @@ type jobRunner struct {
 }
 
 func (a *Agent) startJob(ctx context.Context, spec wire.JobSpec) *jobRunner {
-	ctx, cancel := context.WithCancel(ctx)
-	r := &jobRunner{a: a, cancel: cancel, done: make(chan struct{}), specCh: make(chan wire.JobSpec, 1), spec: spec, state: "idle"}
-	go func() {
-		defer close(r.done)
-		r.loop(ctx)
-	}()
+	r := &jobRunner{a: a}
+	r.init(spec, "idle")
+	r.start(ctx, r.loop)
 	return r
-}
-
-func (r *jobRunner) update(spec wire.JobSpec) {
-	select {
-	case <-r.specCh:
-	default:
-	}
-	r.specCh <- spec
-}
-
-func (r *jobRunner) stop() { r.cancel() }
-func (r *jobRunner) wait() { <-r.done }
-
-func (r *jobRunner) set(state, err string) {
-	r.mu.Lock()
-	r.state, r.err = state, err
-	r.mu.Unlock()
 }
 
 func (r *jobRunner) report() wire.JobStatus {

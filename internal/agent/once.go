@@ -52,7 +52,8 @@ func (a *Agent) RunOnce(ctx context.Context, job string, progress func(OnceProgr
 	go func() { defer close(fwdDone); a.forwardLoop(fwdCtx) }()
 	defer func() { stopForwarding(); <-fwdDone }()
 
-	r := &jobRunner{a: a, spec: spec, state: "idle", done: make(chan struct{}), specCh: make(chan wire.JobSpec, 1), cancel: func() {}}
+	r := &jobRunner{a: a}
+	r.init(spec, "idle")
 	before, err := a.lastCheckpoint(ctx, spec.ID)
 	if err != nil {
 		return nil, err
