@@ -16,25 +16,36 @@ import (
 )
 
 func openSQLite(dsn string) (engine, error) {
-	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	if path == "" {
-		return nil, errors.New("no database file given")
-	}
 	// Read-only: the node never writes to a department's database, and a
 	// custom query cannot either.
 	q := url.Values{}
 	q.Set("mode", "ro")
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "query_only(1)")
-	db, err := sql.Open("sqlite", "file:"+strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)+"?"+q.Encode())
+	path, u, err := SQLiteURL(dsn, q)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", u)
 	if err != nil {
 		return nil, err
 	}
 	db.SetMaxOpenConns(4)
 	return &sqliteEngine{sqlEngine{db: db, d: liteDialect{}, display: path}, path}, nil
+}
+
+// SQLiteURL reads the file of a node's SQLite DSN (a path, sqlite://path
+// or file:path, options after "?" dropped) and gives the driver's URL for
+// it with the options q.
+func SQLiteURL(dsn string, q url.Values) (path, driverURL string, err error) {
+	path = strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		return "", "", errors.New("no database file given")
+	}
+	return path, "file:" + strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path) + "?" + q.Encode(), nil
 }
 
 // sqliteEngine adds to sqlEngine a test that tells a missing file from a

@@ -37,20 +37,17 @@ const liteDateTime = "2006-01-02 15:04:05.999999999"
 type liteDialect struct{}
 
 func openSQLite(dsn string) (engine, error) {
-	path := strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite://"), "file:")
-	if i := strings.IndexByte(path, '?'); i >= 0 {
-		path = path[:i]
-	}
-	if path == "" {
-		return nil, errors.New("no database file given")
-	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	// A delivery takes the write lock when it begins, not when it first
 	// writes: two writers never deadlock upgrading their read locks.
 	q.Set("_txlock", "immediate")
-	db, err := sql.Open("sqlite", "file:"+strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)+"?"+q.Encode())
+	path, u, err := source.SQLiteURL(dsn, q)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", u)
 	if err != nil {
 		return nil, err
 	}
