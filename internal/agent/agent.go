@@ -37,7 +37,7 @@ type Agent struct {
 	outbox  jetstream.Stream
 	state   jetstream.KeyValue
 	started time.Time
-	nodeID  int64
+	nodeID  atomic.Int64 // read by running jobs while commands are applied
 	metrics *metrics
 
 	mu      sync.Mutex
@@ -261,7 +261,7 @@ func (a *Agent) apply(ctx context.Context, c wire.Commands) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.cmds = c
-	a.nodeID = c.NodeID
+	a.nodeID.Store(c.NodeID)
 	seen := map[int64]bool{}
 	for _, j := range c.Jobs {
 		seen[j.ID] = true

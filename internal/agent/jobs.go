@@ -307,7 +307,7 @@ func (r *jobRunner) extract(ctx context.Context, spec wire.JobSpec, cp checkpoin
 	send = func(b wire.Batch, pos string) error {
 		seq := cp.Seq + 1
 		b.JobID, b.Version, b.Run, b.Seq, b.Mode, b.Kind = spec.ID, spec.Version, cp.Run, seq, spec.Mode, kind
-		b.ID = batchID(r.a.nodeID, spec.ID, cp.Run, seq)
+		b.ID = batchID(r.a.nodeID.Load(), spec.ID, cp.Run, seq)
 		b.Checkpoint = pos
 		b.ExtractedAt = time.Now().UTC()
 		body, err := wire.Encode(b)

@@ -44,7 +44,8 @@ func (a *Agent) RunOnce(ctx context.Context, job string, progress func(OnceProgr
 		return nil, fmt.Errorf("the center gives this node no job %q; its jobs: %s", job, strings.Join(names, ", "))
 	}
 	a.mu.Lock()
-	a.cmds, a.nodeID = c, c.NodeID
+	a.cmds = c
+	a.nodeID.Store(c.NodeID)
 	a.mu.Unlock()
 
 	fwdCtx, stopForwarding := context.WithCancel(ctx)
