@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Error is a user-facing error.
@@ -18,6 +19,8 @@ type Error struct {
 	Field  string // offending field's machine name, if any
 	Row    int    // offending row of an import, if any (1-based)
 	Value  string // offending value, when safe to echo
+	// RetryAfter is when a refused request may be tried again (429, 503).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -58,6 +61,13 @@ func (e *Error) OnField(field string) *Error {
 func (e *Error) OnRow(row int) *Error {
 	c := *e
 	c.Row = row
+	return &c
+}
+
+// After returns a copy that may be retried after d.
+func (e *Error) After(d time.Duration) *Error {
+	c := *e
+	c.RetryAfter = d
 	return &c
 }
 

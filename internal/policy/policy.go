@@ -118,6 +118,12 @@ const (
 	ExchangeBridge Action = "exchange.bridge" // subscribe the department's nodes to resources it holds exchange grants for (交换桥接)
 	AlarmClose     Action = "exchange.alarm"  // close an exchange alarm with a note
 
+	DataUse   Action = "data.use"   // use the department's grants through the data services: query, comparison, download
+	UsageView Action = "usage.view" // see the data services' usage statistics of the department (as provider or consumer)
+
+	ServiceManage Action = "service.manage" // register, change, disable and enable the department's service resources (服务资源)
+	ServiceCalls  Action = "service.calls"  // read service resources' call logs and statistics: all calls to the department's services, the department's own calls to others'
+
 	CatalogRate Action = "catalog.rate" // rate a published entry of another department
 	DemandPost  Action = "demand.post"  // post a data demand (需求目录)
 )
@@ -187,6 +193,12 @@ var rules = map[Action]map[Role]scope{
 	ExchangeManage: {PlatformAdmin: all, DeptAdmin: ownDept},
 	ExchangeBridge: {DeptAdmin: ownDept},
 	AlarmClose:     {PlatformAdmin: all, DeptAdmin: ownDept},
+
+	DataUse:   {DeptAdmin: ownDept, Consumer: ownDept},
+	UsageView: {PlatformAdmin: all, Auditor: all, DeptAdmin: ownDept, DeptReviewer: ownDept},
+
+	ServiceManage: {DeptAdmin: ownDept},
+	ServiceCalls:  {PlatformAdmin: all, Auditor: all, DeptAdmin: ownDept},
 
 	CatalogRate: {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},
 	DemandPost:  {PlatformAdmin: all, SecurityAdmin: all, Auditor: all, DeptAdmin: all, DeptReviewer: all, Consumer: all},

@@ -25,6 +25,7 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/config"
+	"govshare/internal/dataservice"
 	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
@@ -75,6 +76,8 @@ type Platform struct {
 	Share     *share.Service
 	PKI       *pki.Service
 	Exchange  *exchange.Service
+	// Data runs the data services (数据服务).
+	Data *dataservice.Service
 	// nodeURL is the node endpoint's address once it listens.
 	nodeURL atomic.Pointer[string]
 	Log     *slog.Logger
@@ -223,6 +226,9 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	replicas, _ := strconv.Atoi(cfg.Replicas)
 	p.Exchange = exchange.New(exchange.Deps{DB: p.DB, Audit: p.Audit, Bus: p.Bus, Resources: p.Resources, Share: p.Share, PKI: p.PKI,
 		Masker: mask.New(p.Keys.Derive("mask/hash")), Notify: alarmNotifier{p.Notify}, Log: log, Replicas: replicas})
+	p.Data = dataservice.New(dataservice.Deps{DB: p.DB, Resources: p.Resources, Grants: p.Share, Audit: p.Audit,
+		Masker: mask.New(p.Keys.Derive("mask/hash")), Keys: p.Keys, Log: log})
+	defer p.Data.Close()
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}
@@ -258,7 +264,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	}
 
 	h, err := web.New(web.Deps{
-		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, RefData: p.RefData, Apps: p.Apps, Notify: p.Notify, Share: p.Share, Todos: todo.New(p.Catalog, p.Share, p.Resources), Resources: p.Resources, Masker: mask.New(p.Keys.Derive("mask/hash")), Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
+		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, RefData: p.RefData, Apps: p.Apps, Notify: p.Notify, Share: p.Share, Todos: todo.New(p.Catalog, p.Share, p.Resources), Resources: p.Resources, Masker: mask.New(p.Keys.Derive("mask/hash")), Data: p.Data, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		PKI:           p.PKI, Exchange: p.Exchange, NodeURL: p.NodeURL,
 		Ready: map[string]web.Checker{

@@ -36,6 +36,7 @@ type App struct {
 	Contact      string    `json:"contact" doc:"联系人 / contact"`
 	AllowedAddrs []string  `json:"allowed_addrs,omitempty" doc:"允许的来源地址(IP或CIDR)，空为不限 / allowed source addresses (IP or CIDR); empty allows any"`
 	Key          string    `json:"app_key" doc:"应用标识 / app key"`
+	Limits       AppLimits `json:"limits"`
 	Status       string    `json:"status" doc:"active / revoked"`
 	CreatedAt    time.Time `json:"created_at"`
 	RotatedAt    time.Time `json:"rotated_at"`
@@ -44,10 +45,19 @@ type App struct {
 
 // AppInput is what a data administrator registers.
 type AppInput struct {
-	Name         string   `json:"name"`
-	Purpose      string   `json:"purpose"`
-	Contact      string   `json:"contact"`
-	AllowedAddrs []string `json:"allowed_addrs,omitempty"`
+	Name         string    `json:"name"`
+	Purpose      string    `json:"purpose"`
+	Contact      string    `json:"contact"`
+	AllowedAddrs []string  `json:"allowed_addrs,omitempty"`
+	Limits       AppLimits `json:"limits,omitzero"`
+}
+
+// AppLimits bound what an app may take over all its grants together
+// (0: no limit); each grant has its own limits besides.
+type AppLimits struct {
+	RateLimit    int `json:"rate_limit,omitempty" doc:"每秒请求上限 / requests per second"`
+	DailyRecords int `json:"daily_records,omitempty" doc:"每日记录数上限(查询与下载) / records per day (queries and downloads)"`
+	DailyVerify  int `json:"daily_verify,omitempty" doc:"每日比对记录数上限 / records compared per day"`
 }
 
 // Window is how far a request's timestamp may be from the server's clock.
@@ -61,6 +71,7 @@ var (
 	ErrAppPurpose  = apperr.Invalid("share.app_purpose_required", "purpose", "请说明应用用途", "state what the app is for")
 	ErrAppContact  = apperr.Invalid("share.app_contact_required", "contact", "请填写联系人", "give a contact")
 	ErrAppAddr     = apperr.Invalid("share.app_addr_invalid", "allowed_addrs", "来源地址应为IP或CIDR，如 10.1.2.3 或 10.1.0.0/16", "source addresses are IPs or CIDRs, e.g. 10.1.2.3 or 10.1.0.0/16")
+	ErrAppLimits   = apperr.Invalid("share.app_limits_invalid", "limits", "调用上限不能为负数", "limits cannot be negative")
 	ErrSignMissing = apperr.New(http.StatusUnauthorized, "share.signature_missing", "缺少签名头：X-App-Key、X-Timestamp、X-Nonce、X-Signature", "missing signature headers: X-App-Key, X-Timestamp, X-Nonce, X-Signature")
 	ErrSignApp     = apperr.New(http.StatusUnauthorized, "share.app_unknown", "应用不存在或已吊销", "unknown or revoked app")
 	ErrSignTime    = apperr.New(http.StatusUnauthorized, "share.timestamp_skew", "时间戳与服务器时间相差超过5分钟，请校准时钟", "the timestamp is more than 5 minutes from the server's clock; synchronise the clock")
@@ -126,6 +137,9 @@ func (in *AppInput) validate() error {
 		addrs = append(addrs, a)
 	}
 	in.AllowedAddrs = addrs
+	if l := in.Limits; l.RateLimit < 0 || l.DailyRecords < 0 || l.DailyVerify < 0 {
+		return ErrAppLimits
+	}
 	return nil
 }
 
@@ -153,9 +167,10 @@ func (s *Apps) Register(ctx context.Context, actor policy.Actor, in AppInput) (A
 	key, sec := "app_"+random(10), random(30)
 	now := s.now()
 	var id int64
-	if err := s.db.QueryRow(ctx, `INSERT INTO apps (dept_id, name, purpose, contact, allowed_addrs, app_key, secret, created_by, created_at, rotated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, actor.DeptID, in.Name, in.Purpose, in.Contact, strings.Join(in.AllowedAddrs, ","),
-		key, s.seal.Seal([]byte(sec)), actor.UserID, now, now).Scan(&id); err != nil {
+	if err := s.db.QueryRow(ctx, `INSERT INTO apps (dept_id, name, purpose, contact, allowed_addrs, app_key, secret, created_by, created_at, rotated_at,
+		rate_limit, daily_records, daily_verify)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, actor.DeptID, in.Name, in.Purpose, in.Contact, strings.Join(in.AllowedAddrs, ","),
+		key, s.seal.Seal([]byte(sec)), actor.UserID, now, now, in.Limits.RateLimit, in.Limits.DailyRecords, in.Limits.DailyVerify).Scan(&id); err != nil {
 		return App{}, "", fmt.Errorf("register app: %w", err)
 	}
 	app, err := s.app(ctx, "id = ?", id)
@@ -165,7 +180,7 @@ func (s *Apps) Register(ctx context.Context, actor policy.Actor, in AppInput) (A
 	return app, sec, s.record(ctx, actor, "app.register", app, map[string]any{"name": app.Name, "purpose": app.Purpose, "allowed_addrs": app.AllowedAddrs})
 }
 
-const appCols = "id, dept_id, name, purpose, contact, allowed_addrs, app_key, status, created_at, rotated_at, revoked_at"
+const appCols = "id, dept_id, name, purpose, contact, allowed_addrs, app_key, status, created_at, rotated_at, revoked_at, rate_limit, daily_records, daily_verify"
 
 func scanApp(row store.Row) (App, error) { return scanAppWith(row) }
 
@@ -174,7 +189,8 @@ func scanAppWith(row store.Row, extra ...any) (App, error) {
 	var a App
 	var addrs string
 	var revoked sql.NullTime
-	err := row.Scan(append([]any{&a.ID, &a.DeptID, &a.Name, &a.Purpose, &a.Contact, &addrs, &a.Key, &a.Status, &a.CreatedAt, &a.RotatedAt, &revoked}, extra...)...)
+	err := row.Scan(append([]any{&a.ID, &a.DeptID, &a.Name, &a.Purpose, &a.Contact, &addrs, &a.Key, &a.Status, &a.CreatedAt, &a.RotatedAt, &revoked,
+		&a.Limits.RateLimit, &a.Limits.DailyRecords, &a.Limits.DailyVerify}, extra...)...)
 	if addrs != "" {
 		a.AllowedAddrs = strings.Split(addrs, ",")
 	}

@@ -45,6 +45,7 @@ type Grant struct {
 	ValidUntil     time.Time             `json:"valid_until,omitzero" doc:"到期时间，空为长期 / expiry; empty: no end"`
 	RateLimit      int                   `json:"rate_limit,omitempty"`
 	DailyQuota     int                   `json:"daily_quota,omitempty"`
+	VerifyQuota    int                   `json:"verify_quota,omitempty"`
 	State          string                `json:"state" doc:"active / revoked / expired"`
 	RevokedAt      time.Time             `json:"revoked_at,omitzero"`
 	RevokeReason   string                `json:"revoke_reason,omitempty"`
@@ -88,10 +89,10 @@ func (s *Service) insertGrant(ctx context.Context, tx *store.Tx, appID int64, e 
 	}
 	var id int64
 	err := tx.QueryRow(ctx, `INSERT INTO share_grants (application_id, entry_id, entry_code, provider_dept_id, consumer_dept_id, app_ids, items, methods,
-		row_scope, purpose, valid_from, valid_until, rate_limit, daily_quota, state, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?) RETURNING id`,
+		row_scope, purpose, valid_from, valid_until, rate_limit, daily_quota, verify_quota, state, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?) RETURNING id`,
 		appID, e.ID, e.Code, e.DeptID, consumer, joinIDs(t.AppIDs), string(items), strings.Join(methods, ","), scope, t.Purpose,
-		t.ValidFrom, nullTime(t.ValidUntil), t.RateLimit, t.DailyQuota, now).Scan(&id)
+		t.ValidFrom, nullTime(t.ValidUntil), t.RateLimit, t.DailyQuota, t.VerifyQuota, now).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("insert grant: %w", err)
 	}
@@ -99,7 +100,7 @@ func (s *Service) insertGrant(ctx context.Context, tx *store.Tx, appID int64, e 
 }
 
 const grantCols = `g.id, g.application_id, g.entry_id, g.entry_code, e.name, g.provider_dept_id, pd.name, g.consumer_dept_id, cd.name,
-	g.app_ids, g.items, g.methods, g.row_scope, g.purpose, g.valid_from, g.valid_until, g.rate_limit, g.daily_quota, g.state,
+	g.app_ids, g.items, g.methods, g.row_scope, g.purpose, g.valid_from, g.valid_until, g.rate_limit, g.daily_quota, g.verify_quota, g.state,
 	g.revoked_at, g.revoke_reason, g.created_at`
 
 const grantFrom = ` FROM share_grants g JOIN entries e ON e.id = g.entry_id
@@ -110,7 +111,7 @@ func (s *Service) scanGrant(row store.Row) (Grant, error) {
 	var apps, items, methods, scope string
 	var until, revoked sql.NullTime
 	err := row.Scan(&g.ID, &g.ApplicationID, &g.EntryID, &g.EntryCode, &g.EntryName, &g.ProviderDeptID, &g.ProviderDept, &g.ConsumerDeptID, &g.ConsumerDept,
-		&apps, &items, &methods, &scope, &g.Purpose, &g.ValidFrom, &until, &g.RateLimit, &g.DailyQuota, &g.State, &revoked, &g.RevokeReason, &g.CreatedAt)
+		&apps, &items, &methods, &scope, &g.Purpose, &g.ValidFrom, &until, &g.RateLimit, &g.DailyQuota, &g.VerifyQuota, &g.State, &revoked, &g.RevokeReason, &g.CreatedAt)
 	if err != nil {
 		return g, err
 	}
@@ -276,10 +277,13 @@ type Permit struct {
 	Resource   string       `json:"resource"`
 	Items      []PermitItem `json:"items"`
 	RowScope   *RowScope    `json:"row_scope,omitempty"`
-	RateLimit  int          `json:"rate_limit,omitempty"`
-	DailyQuota int          `json:"daily_quota,omitempty"`
-	ValidUntil time.Time    `json:"valid_until,omitzero"`
-	Purpose    string       `json:"purpose" doc:"授权的用途 / the purpose granted"`
+	RateLimit  int          `json:"rate_limit,omitempty" doc:"每秒请求上限 / requests per second"`
+	DailyQuota int          `json:"daily_quota,omitempty" doc:"每日记录数上限(查询与下载) / records per day (queries and downloads)"`
+	// VerifyQuota is the records the grant may compare per day.
+	VerifyQuota int       `json:"verify_quota,omitempty" doc:"每日比对记录数上限 / records compared per day"`
+	ProviderID  int64     `json:"provider_dept_id"`
+	ValidUntil  time.Time `json:"valid_until,omitzero"`
+	Purpose     string    `json:"purpose" doc:"授权的用途 / the purpose granted"`
 }
 
 // Permit decides a use. It is the one function data services and the
@@ -319,7 +323,7 @@ func (s *Service) Permit(ctx context.Context, u Use) (Permit, error) {
 			continue
 		}
 		p := Permit{GrantID: g.id, EntryID: set.entryID, Resource: u.Resource, RowScope: g.rowScope, RateLimit: g.rateLimit,
-			DailyQuota: g.dailyQuota, ValidUntil: g.validUntil, Purpose: g.purpose, Items: make([]PermitItem, 0, len(want))}
+			DailyQuota: g.dailyQuota, VerifyQuota: g.verifyQuota, ProviderID: set.providerID, ValidUntil: g.validUntil, Purpose: g.purpose, Items: make([]PermitItem, 0, len(want))}
 		for _, it := range want {
 			p.Items = append(p.Items, set.items[it])
 		}
@@ -354,10 +358,11 @@ type grantKey struct {
 }
 
 type grantSet struct {
-	loaded  time.Time
-	entryID int64
-	items   map[string]PermitItem // the published items with their masking
-	grants  []cachedGrant
+	loaded     time.Time
+	entryID    int64
+	providerID int64
+	items      map[string]PermitItem // the published items with their masking
+	grants     []cachedGrant
 }
 
 type cachedGrant struct {
@@ -369,6 +374,7 @@ type cachedGrant struct {
 	purpose               string
 	validFrom, validUntil time.Time
 	rateLimit, dailyQuota int
+	verifyQuota           int
 	state                 string
 }
 
@@ -416,9 +422,9 @@ func (s *Service) loadGrants(ctx context.Context, dept int64, resource string) (
 		if err != nil {
 			return nil, err
 		}
-		set.entryID = g.EntryID
+		set.entryID, set.providerID = g.EntryID, g.ProviderDeptID
 		set.grants = append(set.grants, cachedGrant{id: g.ID, appIDs: g.AppIDs, items: g.Items, methods: g.Methods, rowScope: g.RowScope,
-			purpose: g.Purpose, validFrom: g.ValidFrom, validUntil: g.ValidUntil, rateLimit: g.RateLimit, dailyQuota: g.DailyQuota, state: "active"})
+			purpose: g.Purpose, validFrom: g.ValidFrom, validUntil: g.ValidUntil, rateLimit: g.RateLimit, dailyQuota: g.DailyQuota, verifyQuota: g.VerifyQuota, state: "active"})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -23,21 +23,22 @@ type RowScope struct {
 
 // Terms are what an application asks for and what a decision allows.
 type Terms struct {
-	Items      []string              `json:"items" required:"false" doc:"信息项(字段名) / data items by machine name"`
-	Methods    []catalog.ShareMethod `json:"methods" required:"false" doc:"共享方式 api/file/exchange/verify / share methods"`
-	Purpose    string                `json:"purpose" required:"false" doc:"用途 / purpose(决定中不可更改 / fixed in decisions)"`
-	Basis      string                `json:"basis,omitempty" doc:"申请依据(法律法规或职能) / legal basis"`
-	ValidFrom  time.Time             `json:"valid_from,omitzero" doc:"使用期限起 / valid from"`
-	ValidUntil time.Time             `json:"valid_until,omitzero" doc:"使用期限止(无条件共享可不填) / valid until (may be empty for unconditional resources)"`
-	RowScope   *RowScope             `json:"row_scope,omitempty" doc:"行范围 / row scope"`
-	AppIDs     []int64               `json:"app_ids,omitempty" doc:"使用的接入应用，空为本部门全部应用 / apps allowed; empty: all of the department's apps"`
-	RateLimit  int                   `json:"rate_limit,omitempty" doc:"每分钟调用上限，0为不限 / calls per minute, 0 unlimited"`
-	DailyQuota int                   `json:"daily_quota,omitempty" doc:"每日调用配额，0为不限 / calls per day, 0 unlimited"`
+	Items       []string              `json:"items" required:"false" doc:"信息项(字段名) / data items by machine name"`
+	Methods     []catalog.ShareMethod `json:"methods" required:"false" doc:"共享方式 api/file/exchange/verify / share methods"`
+	Purpose     string                `json:"purpose" required:"false" doc:"用途 / purpose(决定中不可更改 / fixed in decisions)"`
+	Basis       string                `json:"basis,omitempty" doc:"申请依据(法律法规或职能) / legal basis"`
+	ValidFrom   time.Time             `json:"valid_from,omitzero" doc:"使用期限起 / valid from"`
+	ValidUntil  time.Time             `json:"valid_until,omitzero" doc:"使用期限止(无条件共享可不填) / valid until (may be empty for unconditional resources)"`
+	RowScope    *RowScope             `json:"row_scope,omitempty" doc:"行范围 / row scope"`
+	AppIDs      []int64               `json:"app_ids,omitempty" doc:"使用的接入应用，空为本部门全部应用 / apps allowed; empty: all of the department's apps"`
+	RateLimit   int                   `json:"rate_limit,omitempty" doc:"每秒请求上限，0为不限 / requests per second, 0 unlimited"`
+	DailyQuota  int                   `json:"daily_quota,omitempty" doc:"每日记录数上限(查询与下载)，0为不限 / records per day (queries and downloads), 0 unlimited"`
+	VerifyQuota int                   `json:"verify_quota,omitempty" doc:"每日比对记录数上限，0为不限 / records compared per day, 0 unlimited"`
 }
 
 // TermChange is one way a decision differs from the request.
 type TermChange struct {
-	Field string `json:"field" doc:"items/methods/valid_from/valid_until/row_scope/app_ids/rate_limit/daily_quota"`
+	Field string `json:"field" doc:"items/methods/valid_from/valid_until/row_scope/app_ids/rate_limit/daily_quota/verify_quota"`
 	From  string `json:"from"`
 	To    string `json:"to"`
 }
@@ -127,7 +128,7 @@ func (t *Terms) validate(c catalog.Content, now time.Time, needPeriod, needBasis
 		}
 	}
 	t.AppIDs = compact(t.AppIDs)
-	if t.RateLimit < 0 || t.DailyQuota < 0 {
+	if t.RateLimit < 0 || t.DailyQuota < 0 || t.VerifyQuota < 0 {
 		return ErrLimits
 	}
 	return nil
@@ -225,6 +226,7 @@ func Changes(r, d Terms) []TermChange {
 	add("app_ids", ids(r.AppIDs), ids(d.AppIDs))
 	add("rate_limit", fmt.Sprint(r.RateLimit), fmt.Sprint(d.RateLimit))
 	add("daily_quota", fmt.Sprint(r.DailyQuota), fmt.Sprint(d.DailyQuota))
+	add("verify_quota", fmt.Sprint(r.VerifyQuota), fmt.Sprint(d.VerifyQuota))
 	return out
 }
 

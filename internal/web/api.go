@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -80,6 +81,7 @@ func (s *Server) apiRoutes() {
 	s.resourceAPI(api)
 	s.exchangeAPI(api)
 	s.checkAPI(api)
+	s.dataAPI(api)
 }
 
 // apiAuth resolves the caller of every operation: a user's bearer token,
@@ -136,6 +138,9 @@ func (s *Server) appAuth(ctx huma.Context, next func(huma.Context)) {
 func (s *Server) writeAPIError(ctx huma.Context, err error) {
 	p := problemFrom(err, requestID(ctx.Context()))
 	ctx.SetHeader("Content-Type", "application/problem+json")
+	if ae, ok := apperr.As(err); ok && ae.RetryAfter > 0 {
+		ctx.SetHeader("Retry-After", retryAfter(ae.RetryAfter))
+	}
 	ctx.SetStatus(p.Status)
 	_ = json.NewEncoder(ctx.BodyWriter()).Encode(p)
 }
@@ -145,7 +150,16 @@ func (s *Server) fail(ctx context.Context, err error) error {
 	if _, ok := apperr.As(err); !ok {
 		s.Log.Error("request failed", "request_id", requestID(ctx), "err", err)
 	}
-	return problemFrom(err, requestID(ctx))
+	p := problemFrom(err, requestID(ctx))
+	if ae, ok := apperr.As(err); ok && ae.RetryAfter > 0 {
+		return huma.ErrorWithHeaders(p, http.Header{"Retry-After": {retryAfter(ae.RetryAfter)}})
+	}
+	return p
+}
+
+// retryAfter is a Retry-After value: whole seconds, at least one.
+func retryAfter(d time.Duration) string {
+	return strconv.FormatInt(int64(max(1, (d+time.Second-1)/time.Second)), 10)
 }
 
 var errorStatuses = []int{400, 401, 403, 404, 409, 422}

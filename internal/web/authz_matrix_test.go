@@ -476,6 +476,8 @@ type authzFixture struct {
 
 	// The data of A's published entry, mounted on first use.
 	resourceCode string
+	// C's resource A uses through the data services, made on first use.
+	dataCode string
 
 	// The exchange objects of A, made on first use.
 	exchange struct {
@@ -733,6 +735,7 @@ func (fx *authzFixture) call(c authzCaller, op string, r authzReq) (int, []byte,
 		fx.must(fx.apps[c.dept].SignRequest(req, "权限矩阵测试"))
 	default:
 		req.Header.Set("Authorization", "Bearer "+fx.tokens[c])
+		req.Header.Set("X-Purpose", "权限矩阵测试")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	fx.must(err)

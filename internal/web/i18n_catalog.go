@@ -160,6 +160,7 @@ var catalogMessages = map[string][2]string{
 	"app.purpose":            {"用途", "Purpose"},
 	"app.contact":            {"联系人", "Contact"},
 	"app.addrs":              {"允许的来源地址", "Allowed source addresses"},
+	"app.limits.hint":        {"该应用在全部授权上的合计上限，0为不限", "limits of the app over all its grants together; 0 is no limit"},
 	"app.addrs.hint":         {"IP 或 CIDR，逗号分隔；留空不限", "IPs or CIDRs, comma separated; empty allows any"},
 	"app.key":                {"应用标识", "App key"},
 	"app.secret_once":        {"请立即保存应用密钥，它只显示这一次：", "Save the app secret now; it is shown only once:"},

@@ -2,6 +2,7 @@ package web
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 
 	"govshare/internal/apperr"
@@ -43,7 +44,8 @@ func (s *Server) renderApps(w http.ResponseWriter, r *http.Request, c *current, 
 
 func (s *Server) appRegister(w http.ResponseWriter, r *http.Request, c *current) {
 	app, sec, err := s.Apps.Register(r.Context(), c.user.Actor(), share.AppInput{Name: r.PostFormValue("name"), Purpose: r.PostFormValue("purpose"),
-		Contact: r.PostFormValue("contact"), AllowedAddrs: strings.Split(r.PostFormValue("allowed_addrs"), ",")})
+		Contact: r.PostFormValue("contact"), AllowedAddrs: strings.Split(r.PostFormValue("allowed_addrs"), ","),
+		Limits: share.AppLimits{RateLimit: formInt(r, "rate_limit"), DailyRecords: formInt(r, "daily_records"), DailyVerify: formInt(r, "daily_verify")}})
 	if err != nil {
 		ae, ok := fixable(err)
 		if !ok {
@@ -80,4 +82,18 @@ func (s *Server) appOp(w http.ResponseWriter, r *http.Request, c *current) {
 	default:
 		s.errorPage(w, r, &c.user, apperr.ErrNotFound)
 	}
+}
+
+// formInt reads a whole number field; what is not one reads as -1, which
+// the services refuse as invalid.
+func formInt(r *http.Request, name string) int {
+	v := strings.TrimSpace(r.PostFormValue(name))
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1
+	}
+	return n
 }

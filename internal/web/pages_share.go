@@ -135,7 +135,7 @@ func termsFromForm(f url.Values) (share.Terms, error) {
 			t.AppIDs = append(t.AppIDs, id)
 		}
 	}
-	for field, dst := range map[string]*int{"rate_limit": &t.RateLimit, "daily_quota": &t.DailyQuota} {
+	for field, dst := range map[string]*int{"rate_limit": &t.RateLimit, "daily_quota": &t.DailyQuota, "verify_quota": &t.VerifyQuota} {
 		if v := strings.TrimSpace(f.Get(field)); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {

@@ -24,6 +24,7 @@ import (
 	"govshare/internal/audit"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
+	"govshare/internal/dataservice"
 	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
@@ -58,13 +59,15 @@ type Deps struct {
 	// Resources is the resource store; Masker masks what previews show.
 	Resources *resource.Service
 	Masker    *mask.Masker
-	Notify    *notify.Service
-	Todos     *todo.Inbox
-	Audit     *audit.Log
-	Keys      *secret.Keys
-	Log       *slog.Logger
-	Ready     map[string]Checker // name → check, e.g. "database", "bus"
-	Version   string
+	// Data runs the data services: queries, comparisons, downloads.
+	Data    *dataservice.Service
+	Notify  *notify.Service
+	Todos   *todo.Inbox
+	Audit   *audit.Log
+	Keys    *secret.Keys
+	Log     *slog.Logger
+	Ready   map[string]Checker // name → check, e.g. "database", "bus"
+	Version string
 	// SecureCookies marks cookies Secure; set when served over TLS or
 	// behind a TLS-terminating proxy.
 	SecureCookies bool

@@ -23,6 +23,7 @@ import (
 	"govshare/internal/bus"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
+	"govshare/internal/dataservice"
 	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
@@ -52,6 +53,8 @@ type env struct {
 	keys   *secret.Keys
 	db     *store.DB
 	res    *resource.Service
+	data   *dataservice.Service
+	shr    *share.Service
 	pki    *pki.Service
 	ex     *exchange.Service
 	city   identity.Department
@@ -105,15 +108,17 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stopEx(); <-exDone })
+	data := dataservice.New(dataservice.Deps{DB: db, Resources: res, Grants: shr, Audit: log, Masker: masker, Keys: keys})
+	t.Cleanup(data.Close)
 	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), RefData: ref, Apps: share.NewApps(db, log, keys), Share: shr,
-		Todos: todo.New(cat, shr, res), Notify: ntf, Resources: res, Masker: masker, Audit: log, Keys: keys, Version: "test", Ready: ready,
+		Todos: todo.New(cat, shr, res), Notify: ntf, Resources: res, Masker: masker, Data: data, Audit: log, Keys: keys, Version: "test", Ready: ready,
 		PKI: ca, Exchange: ex, NodeURL: func() string { return "https://127.0.0.1:8443" }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, keys: keys, db: db, res: res, pki: ca, ex: ex, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
+	e := &env{t: t, srv: srv, ids: ids, cat: cat, log: log, keys: keys, db: db, res: res, data: data, shr: shr, pki: ca, ex: ex, tokens: map[policy.Role]string{}, users: map[policy.Role]identity.User{}, totp: map[string]string{}}
 	e.city, err = ids.SeedDepartment(ctx, identity.DepartmentInput{Name: "示范市人民政府", CreditCode: identity.SyntheticCreditCode("350100", 1), RegionCode: "350100"})
 	if err != nil {
 		t.Fatal(err)
