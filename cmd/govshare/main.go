@@ -49,6 +49,7 @@ Usage:
   govshare bench sharing [flags]  measure signed app requests over HTTP against an unsigned no-op
   govshare bench ingest [flags]   measure loading a CSV into a resource against COPY (PostgreSQL) or batched INSERTs (SQLite)
   govshare bench exchange --pg URL  measure PostgreSQL → node → center → node → PostgreSQL against COPY between the databases, and change latency
+  govshare bench dataservice --pg URL  measure keyed lookups, a comparison job and a download on a 10,000,000-row resource against plain pgx and SQL
   govshare catalog template|import|export …  the catalog import template, batch import (all or nothing) and export
   govshare data template CODE [FILE] | upload FILE --resource CODE  a resource's upload template, or load a filled one (progress shown)
   govshare refdata regions import FILE | codes import NAME FILE  load the region table or a code table (platform administrator)
@@ -118,6 +119,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		if len(rest) > 0 && rest[0] == "exchange" {
 			return benchExchange(ctx, rest[1:], stdout, stderr)
+		}
+		if len(rest) > 0 && rest[0] == "dataservice" {
+			return benchDataService(ctx, rest[1:], stdout, stderr)
+		}
+		if len(rest) > 0 && rest[0] == "loadgen" { // the data services bench's load generator (hidden)
+			return benchLoadgen(ctx, stdin, stdout, stderr)
 		}
 		return errors.New("usage: govshare bench audit|search|sharing|ingest --db DSN …, govshare bench exchange --pg URL …")
 	case "catalog":

@@ -213,34 +213,9 @@ func (l *Log) write(ctx context.Context, evs []*Event) error {
 			e.Hash = h
 			prev = h
 		}
-		const cols = 16
-		const chunk = 200
-		for start := 0; start < len(evs); start += chunk {
-			end := min(start+chunk, len(evs))
-			q := make([]byte, 0, 256+(end-start)*64)
-			q = append(q, `INSERT INTO audit_events (seq, occurred_at, actor_type, actor_id, actor_name, dept_id, action, object_type, object_id, result, client_addr, request_id, purpose, details, prev_hash, hash) VALUES `...)
-			args := make([]any, 0, (end-start)*cols)
-			for i, e := range evs[start:end] {
-				if i > 0 {
-					q = append(q, ", "...)
-				}
-				q = append(q, "("+store.Placeholders(cols)+")"...)
-				var dept any
-				if e.DeptID != 0 {
-					dept = e.DeptID
-				}
-				args = append(args, e.Seq, e.Time, e.ActorType, e.ActorID, e.ActorName, dept, e.Action,
-					e.ObjectType, e.ObjectID, e.Result, e.ClientAddr, e.RequestID, e.Purpose, e.Details, e.PrevHash, e.Hash)
-			}
-			if _, err := tx.Exec(ctx, string(q), args...); err != nil {
-				return fmt.Errorf("insert audit events: %w", err)
-			}
-		}
-		mac := l.seal.mac(headParts(seq, prev)...)
-		if _, err := tx.Exec(ctx, `INSERT INTO audit_head (id, seq, hash, mac, algorithm) VALUES (1, ?, ?, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, algorithm = excluded.algorithm`,
-			seq, prev, mac, l.alg); err != nil {
-			return fmt.Errorf("move audit head: %w", err)
+		head := []any{seq, prev, l.seal.mac(headParts(seq, prev)...), l.alg}
+		if err := insertEvents(ctx, tx, evs, head); err != nil {
+			return fmt.Errorf("insert audit events and move the head: %w", err)
 		}
 		return nil
 	})
@@ -248,4 +223,67 @@ func (l *Log) write(ctx context.Context, evs []*Event) error {
 		return fmt.Errorf("append %d audit events: %w", len(evs), err)
 	}
 	return nil
+}
+
+// moveHead sets the chain head: seq, hash, mac, algorithm.
+const moveHead = `INSERT INTO audit_head (id, seq, hash, mac, algorithm) VALUES (1, ?, ?, ?, ?)
+	ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, mac = excluded.mac, algorithm = excluded.algorithm`
+
+// insertEvents inserts chained events and moves the head to the last.
+// On PostgreSQL that is one statement, the events going as one array per
+// column, so every batch, whatever its size, runs the same prepared
+// statement in one round trip; SQLite gets them as rows of values, 200
+// to a statement, then the head.
+func insertEvents(ctx context.Context, tx *store.Tx, evs []*Event, head []any) error {
+	const into = `INSERT INTO audit_events (seq, occurred_at, actor_type, actor_id, actor_name, dept_id, action, object_type, object_id, result, client_addr, request_id, purpose, details, prev_hash, hash) `
+	if tx.Dialect() == store.Postgres {
+		n := len(evs)
+		seqs, times, depts := make([]int64, n), make([]time.Time, n), make([]*int64, n)
+		var text [13][]string
+		for i := range text {
+			text[i] = make([]string, n)
+		}
+		for i, e := range evs {
+			seqs[i], times[i] = e.Seq, e.Time
+			if e.DeptID != 0 {
+				depts[i] = &e.DeptID
+			}
+			for j, v := range [13]string{e.ActorType, e.ActorID, e.ActorName, e.Action, e.ObjectType, e.ObjectID, e.Result,
+				e.ClientAddr, e.RequestID, e.Purpose, e.Details, e.PrevHash, e.Hash} {
+				text[j][i] = v
+			}
+		}
+		args := append([]any{seqs, times, text[0], text[1], text[2], depts, text[3], text[4], text[5], text[6], text[7], text[8], text[9],
+			text[10], text[11], text[12]}, head...)
+		_, err := tx.Exec(ctx, `WITH events AS (`+into+`SELECT s, t, a1, a2, a3, d, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13
+			FROM unnest(?::bigint[], ?::timestamptz[], ?::text[], ?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[],
+			?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[]) AS u(s, t, a1, a2, a3, d, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13)) `+moveHead,
+			args...)
+		return err
+	}
+	const cols = 16
+	const chunk = 200
+	for start := 0; start < len(evs); start += chunk {
+		end := min(start+chunk, len(evs))
+		q := make([]byte, 0, 256+(end-start)*64)
+		q = append(q, into+"VALUES "...)
+		args := make([]any, 0, (end-start)*cols)
+		for i, e := range evs[start:end] {
+			if i > 0 {
+				q = append(q, ", "...)
+			}
+			q = append(q, "("+store.Placeholders(cols)+")"...)
+			var dept any
+			if e.DeptID != 0 {
+				dept = e.DeptID
+			}
+			args = append(args, e.Seq, e.Time, e.ActorType, e.ActorID, e.ActorName, dept, e.Action,
+				e.ObjectType, e.ObjectID, e.Result, e.ClientAddr, e.RequestID, e.Purpose, e.Details, e.PrevHash, e.Hash)
+		}
+		if _, err := tx.Exec(ctx, string(q), args...); err != nil {
+			return err
+		}
+	}
+	_, err := tx.Exec(ctx, moveHead, head...)
+	return err
 }

@@ -69,6 +69,7 @@ type Service struct {
 	limits   *limiter
 	usage    *usage
 	checkers sync.Map // resource id and shape → *quality.Checker of the items' types
+	mounted  *resourceCache
 }
 
 // New starts the service; Close flushes its usage counts.
@@ -77,7 +78,7 @@ func New(d Deps) *Service {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{db: d.DB, res: d.Resources, grants: d.Grants, audit: d.Audit, masker: d.Masker, cursors: d.Keys.Sealer("data/cursor"),
-		log: d.Log, now: store.Now, limits: newLimiter()}
+		log: d.Log, now: store.Now, limits: newLimiter(), mounted: newResourceCache()}
 	s.usage = newUsage(d.DB, d.Log, func() time.Time { return s.now() })
 	return s
 }
@@ -157,7 +158,7 @@ func (s *Service) begin(ctx context.Context, c Caller, code string, m catalog.Sh
 		s.deny(ctx, c, action, code, ErrPurpose)
 		return nil, ErrPurpose
 	}
-	r, err := s.res.ByCode(ctx, code)
+	r, err := s.resource(ctx, code)
 	if err != nil {
 		if errors.Is(err, resource.ErrNotMounted) || errors.Is(err, apperr.ErrNotFound) {
 			err = resource.ErrNotMounted

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 	"unicode/utf8"
 
 	"govshare/internal/apperr"
@@ -142,7 +144,21 @@ type plan struct {
 	items []string
 	names []string
 	masks []*mask.Rule
-	hash  string // identifies the query for its cursors
+	// hashOf is what identifies the query for its cursors; hash is
+	// computed from it when a cursor is read or made.
+	hashOf []any
+	hash   string
+}
+
+// queryHash identifies the query for its cursors: grant, resource and
+// version, items, filters and sort.
+func (p *plan) queryHash() string {
+	if p.hash == "" {
+		h := sha256.New()
+		_ = json.NewEncoder(h).Encode(p.hashOf)
+		p.hash = hex.EncodeToString(h.Sum(nil)[:12])
+	}
+	return p.hash
 }
 
 // plan checks a request against the resource and the grant and builds
@@ -241,11 +257,9 @@ func (s *Service) plan(u *use, q Request, m catalog.ShareMethod) (*plan, error) 
 		return nil, err
 	}
 	p.sel.Where = append(p.sel.Where, scope...)
-	h := sha256.New()
-	_ = json.NewEncoder(h).Encode([]any{u.permit.GrantID, u.r.Code, u.r.EntryVersion, p.items, q.Filters, q.Sort, q.Desc})
-	p.hash = hex.EncodeToString(h.Sum(nil)[:12])
+	p.hashOf = []any{u.permit.GrantID, u.r.Code, u.r.EntryVersion, p.items, q.Filters, q.Sort, q.Desc}
 	if q.Cursor != "" {
-		at, err := s.openCursor(q.Cursor, p.hash)
+		at, err := s.openCursor(q.Cursor, p.queryHash())
 		if err != nil {
 			return nil, err
 		}
@@ -338,7 +352,7 @@ func (s *Service) query(ctx context.Context, u *use, q Request) (Result, error) 
 		return Result{}, err
 	}
 	if more {
-		res.Next = s.cursor(p.hash, last)
+		res.Next = s.cursor(p.queryHash(), last)
 	}
 	filters := make([]string, len(q.Filters))
 	for i, f := range q.Filters {
@@ -350,18 +364,63 @@ func (s *Service) query(ctx context.Context, u *use, q Request) (Result, error) 
 	return res, nil
 }
 
-// masked copies a row with each value masked by its rule.
+// masked copies a row with each value masked by its rule; the values
+// share one allocation.
 func (s *Service) masked(p *plan, vals []*string) []*string {
 	out := make([]*string, len(vals))
+	strs := make([]string, len(vals))
 	for i, v := range vals {
 		if v == nil {
 			continue
 		}
-		x := *v
+		strs[i] = *v
 		if m := p.masks[i]; m != nil {
-			x = s.masker.Apply(*m, x)
+			strs[i] = s.masker.Apply(*m, *v)
 		}
-		out[i] = &x
+		out[i] = &strs[i]
 	}
 	return out
+}
+
+// resourceCache keeps mounted resources by code for a second, as the
+// grants are kept (share.Service.Permit): a query then costs no reading
+// of its resource, its entry and the entry's published version. A
+// resource changes shape only when its entry publishes a new version,
+// which the data services follow within the second.
+type resourceCache struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	entries map[string]cachedResource
+}
+
+type cachedResource struct {
+	r      resource.Resource
+	loaded time.Time
+}
+
+func newResourceCache() *resourceCache {
+	return &resourceCache{ttl: time.Second, entries: map[string]cachedResource{}}
+}
+
+// resource returns the mounted resource of code, from the cache when it
+// was read within the last second.
+func (s *Service) resource(ctx context.Context, code string) (resource.Resource, error) {
+	c := s.mounted
+	c.mu.Lock()
+	e, ok := c.entries[code]
+	c.mu.Unlock()
+	if ok && time.Since(e.loaded) < c.ttl {
+		return e.r, nil
+	}
+	r, err := s.res.ByCode(ctx, code)
+	if err != nil {
+		return r, err
+	}
+	c.mu.Lock()
+	if len(c.entries) > 10000 {
+		clear(c.entries)
+	}
+	c.entries[code] = cachedResource{r: r, loaded: time.Now()}
+	c.mu.Unlock()
+	return r, nil
 }

@@ -8,6 +8,7 @@ import (
 	"govshare/internal/apperr"
 	"govshare/internal/audit"
 	"govshare/internal/policy"
+	"govshare/internal/share"
 	"govshare/internal/store"
 )
 
@@ -109,12 +110,19 @@ func (s *Service) ResourceUsage(ctx context.Context, code string, days int) ([]U
 		GROUP BY day, resource_code, method ORDER BY day DESC, method`, code, from)
 }
 
-// Record counts a call of another data service (a proxied department
-// service) in the usage statistics.
-func (s *Service) Record(ctx context.Context, c Caller, code string, grantID, providerID int64, method string, started time.Time, err error) {
-	_ = ctx
-	u := &use{caller: c, started: started}
+// AdmitCall applies the grant's and the app's requests-per-second limits
+// to a call of a proxied department service (服务资源).
+func (s *Service) AdmitCall(c Caller, p share.Permit) error {
+	return s.admit(&use{caller: c, permit: p})
+}
+
+// RecordCall counts a call of a proxied department service in the usage
+// statistics (method "service").
+func (s *Service) RecordCall(c Caller, code string, p share.Permit, started time.Time, err error) {
+	if p.GrantID == 0 {
+		return // refused before a grant was found: audited, not usage
+	}
+	u := &use{caller: c, started: started, permit: p}
 	u.r.Code = code
-	u.permit.GrantID, u.permit.ProviderID = grantID, providerID
-	s.usage.addAs(u, method, 1, 0, err)
+	s.usage.addAs(u, "service", 1, 0, err)
 }

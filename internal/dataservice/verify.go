@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"govshare/internal/apperr"
 	"govshare/internal/catalog"
 	"govshare/internal/quality"
 	"govshare/internal/resource"
+	"govshare/internal/store"
 )
 
 // VerifyRequest is a comparison (数据比对): records the consumer holds,
@@ -109,116 +111,298 @@ func (s *Service) prepareVerify(u *use, items []string) (*comparison, error) {
 
 // probe reads one record given by item name; row is its index for errors.
 func (cp *comparison) probe(rec map[string]string, row int) (Probe, error) {
+	p, missing := cp.reader().read(func(c resource.Column) (string, bool) {
+		v, ok := rec[c.MachineName]
+		return v, ok
+	})
+	switch {
+	case missing == nil:
+		return p, nil
+	case missing.Key:
+		return p, ErrVerifyKey.OnField(fmt.Sprintf("records[%d].%s", row, missing.MachineName)).OnRow(row + 1)
+	}
+	return p, ErrVerifyItems.With(fmt.Sprintf("记录缺少要比对的信息项 %s", missing.MachineName),
+		fmt.Sprintf("the record lacks item %s to compare", missing.MachineName)).OnField(fmt.Sprintf("records[%d].%s", row, missing.MachineName)).OnRow(row + 1)
+}
+
+// probeReader makes probes of records, checking each record's values
+// together in buffers it reuses; one goroutine uses it at a time.
+type probeReader struct {
+	cp          *comparison
+	vals, canon []string
+}
+
+func (cp *comparison) reader() *probeReader {
+	return &probeReader{cp: cp, vals: make([]string, cp.ncols), canon: make([]string, cp.ncols)}
+}
+
+// read makes the probe of one record, whose values get gives (and
+// whether the record has the item at all). It returns the column the
+// record lacks: a key that is missing or empty, or a compared item that
+// is missing. A key value that cannot be stored is never found; an item
+// value that cannot be read never matches.
+func (pr *probeReader) read(get func(c resource.Column) (string, bool)) (Probe, *resource.Column) {
+	cp := pr.cp
 	p := Probe{Key: make([]string, len(cp.keys)), Values: make([]*string, len(cp.items))}
+	clear(pr.vals)
 	for i, k := range cp.keys {
-		v := strings.TrimSpace(rec[k.MachineName])
-		if v == "" {
-			return p, ErrVerifyKey.OnField(fmt.Sprintf("records[%d].%s", row, k.MachineName)).OnRow(row + 1)
+		v, _ := get(k)
+		if v = strings.TrimSpace(v); v == "" {
+			return p, &cp.keys[i]
 		}
-		cv, bad := canonical(cp.chk, cp.ncols, cp.keyAt[i], v)
-		if bad != nil {
-			cv = "\x00" + v // cannot be stored: not found
-		}
-		p.Key[i] = cv
+		pr.vals[cp.keyAt[i]] = v
 	}
 	for i, c := range cp.items {
-		v, ok := rec[c.MachineName]
+		v, ok := get(c)
 		if !ok {
-			return p, ErrVerifyItems.With(fmt.Sprintf("记录缺少要比对的信息项 %s", c.MachineName),
-				fmt.Sprintf("the record lacks item %s to compare", c.MachineName)).OnField(fmt.Sprintf("records[%d].%s", row, c.MachineName)).OnRow(row + 1)
+			return p, &cp.items[i]
 		}
-		if cv, bad := canonical(cp.chk, cp.ncols, cp.itemAt[i], v); bad == nil {
-			p.Values[i] = &cv
+		pr.vals[cp.itemAt[i]] = v
+	}
+	bad := cp.chk.CheckInto(pr.canon, pr.vals, quality.Moment{})
+	broken := func(c resource.Column) bool {
+		return slices.ContainsFunc(bad, func(v quality.Violation) bool { return v.Item == c.MachineName })
+	}
+	for i, k := range cp.keys {
+		p.Key[i] = pr.canon[cp.keyAt[i]]
+		if len(bad) > 0 && broken(k) {
+			p.Key[i] = unstorable + pr.vals[cp.keyAt[i]] // cannot be stored: not found
+		}
+	}
+	for i, c := range cp.items {
+		if len(bad) == 0 || !broken(c) {
+			v := pr.canon[cp.itemAt[i]]
+			p.Values[i] = &v
 		}
 	}
 	return p, nil
 }
 
-// compare answers probes against the store: at most a few hundred per
-// statement, found by key within the grant's row scope.
-func (s *Service) compare(ctx context.Context, u *use, cp *comparison, probes []Probe, first int, out []VerifyAnswer) ([]VerifyAnswer, error) {
-	stored := make(map[string][]*string, len(probes))
-	cols := append(slices.Clone(cp.keys), cp.items...)
-	nk := len(cp.keys)
-	keep := func(vals []*string, _ resource.Position) error {
-		k := make([]string, nk)
-		for i := range nk {
-			if vals[i] != nil {
-				k[i] = *vals[i]
-			}
-		}
-		row := make([]*string, len(cp.items))
-		for i := range cp.items {
-			if v := vals[nk+i]; v != nil {
-				x := *v
-				row[i] = &x
-			}
-		}
-		stored[strings.Join(k, "\x00")] = row
-		return nil
+// unstorable starts a key value no stored record can have.
+const unstorable = "\x00"
+
+// keyOf is the text a record is found by: its key values, joined.
+func keyOf(key []string) string {
+	if len(key) == 1 {
+		return key[0]
 	}
-	if nk == 1 {
-		const chunk = 500
-		for lo := 0; lo < len(probes); lo += chunk {
-			hi := min(lo+chunk, len(probes))
-			vals := make([]string, 0, hi-lo)
-			for _, p := range probes[lo:hi] {
-				if !strings.HasPrefix(p.Key[0], "\x00") {
-					vals = append(vals, p.Key[0])
+	return strings.Join(key, "\x00")
+}
+
+// probeSet is records to compare, as canonical values in flat slices:
+// record i's key is keys[i*nk:(i+1)*nk] and its compared items
+// vals[i*ni:(i+1)*ni]; an item value that could not be read is marked
+// bad and never matches. A million records take a few allocations.
+type probeSet struct {
+	nk, ni int
+	keys   []string
+	vals   []string
+	bad    []bool
+	joined []string // keyOf each record, when the key has several items
+}
+
+func newProbeSet(nk, ni, n int) *probeSet {
+	return &probeSet{nk: nk, ni: ni, keys: make([]string, 0, n*nk), vals: make([]string, 0, n*ni), bad: make([]bool, 0, n*ni)}
+}
+
+func (ps *probeSet) len() int { return len(ps.keys) / ps.nk }
+
+// add appends a probe.
+func (ps *probeSet) add(p Probe) {
+	ps.keys = append(ps.keys, p.Key...)
+	for _, v := range p.Values {
+		if v == nil {
+			ps.vals, ps.bad = append(ps.vals, ""), append(ps.bad, true)
+		} else {
+			ps.vals, ps.bad = append(ps.vals, *v), append(ps.bad, false)
+		}
+	}
+}
+
+// key is keyOf record i.
+func (ps *probeSet) key(i int) string {
+	if ps.nk == 1 {
+		return ps.keys[i]
+	}
+	return ps.joined[i]
+}
+
+// answers are the results of comparing probes: whether each was found
+// and, for each compared item, whether it matched.
+type answers struct {
+	items        int
+	found, match []bool
+}
+
+// result is probe i's result.
+func (a *answers) result(i int) string {
+	if !a.found[i] {
+		return NotFound
+	}
+	if slices.Contains(a.match[i*a.items:(i+1)*a.items], false) {
+		return Mismatch
+	}
+	return Match
+}
+
+// compareProbes compares probes with the stored records, found by key
+// within the grant's row scope. A single key (or a leading key that
+// nearly tells records apart) is looked up with IN, in key order — so
+// records near each other in the key index are read together — per
+// keys to a statement and par statements at once; other keys record by
+// record.
+func (s *Service) compareProbes(ctx context.Context, u *use, cp *comparison, ps *probeSet, per, par int) (*answers, error) {
+	n, nk, ni := ps.len(), ps.nk, ps.ni
+	a := &answers{items: ni, found: make([]bool, n), match: make([]bool, n*ni)}
+	if nk > 1 {
+		ps.joined = make([]string, n)
+		for i := range n {
+			ps.joined[i] = keyOf(ps.keys[i*nk : (i+1)*nk])
+		}
+	}
+	// The records that may be stored, in key order.
+	order := make([]int32, 0, n)
+	for i := range n {
+		if !slices.ContainsFunc(ps.keys[i*nk:(i+1)*nk], func(k string) bool { return strings.HasPrefix(k, unstorable) }) {
+			order = append(order, int32(i))
+		}
+	}
+	slices.SortFunc(order, func(x, y int32) int { return strings.Compare(ps.key(int(x)), ps.key(int(y))) })
+	// Each stored record answers the probes with its key; a record is
+	// read once, so the answers of a probe are written once.
+	answer := func(key []string) func(vals []*string, _ resource.Position) error {
+		return func(vals []*string, _ resource.Position) error {
+			for i := range nk {
+				key[i] = ""
+				if vals[i] != nil {
+					key[i] = *vals[i]
 				}
 			}
-			if len(vals) == 0 {
-				continue
+			k := keyOf(key)
+			for x, _ := slices.BinarySearchFunc(order, k, func(i int32, k string) int { return strings.Compare(ps.key(int(i)), k) }); x < len(order) && ps.key(int(order[x])) == k; x++ {
+				i := int(order[x])
+				a.found[i] = true
+				for j := range ni {
+					a.match[i*ni+j] = !ps.bad[i*ni+j] && same(ps.vals[i*ni+j], vals[nk+j])
+				}
 			}
-			sel := resource.Selection{Columns: cols, Where: append([]resource.Cond{{Column: cp.keys[0], Op: "in", Values: vals}}, cp.scope...)}
-			if err := s.res.Select(ctx, u.r, sel, keep); err != nil {
-				return nil, err
+			return nil
+		}
+	}
+	var lead []string
+	if nk == 1 {
+		for x, i := range order {
+			if x == 0 || ps.keys[i] != ps.keys[order[x-1]] {
+				lead = append(lead, ps.keys[i])
 			}
 		}
 	} else {
-		for _, p := range probes {
-			where := slices.Clone(cp.scope)
-			bad := false
-			for i, k := range cp.keys {
-				bad = bad || strings.HasPrefix(p.Key[i], "\x00")
-				where = append(where, resource.Cond{Column: k, Op: "eq", Values: []string{p.Key[i]}})
-			}
-			if bad {
-				continue
-			}
-			if err := s.res.Select(ctx, u.r, resource.Selection{Columns: cols, Where: where}, keep); err != nil {
-				return nil, err
+		seen := make(map[string]bool)
+		for _, i := range order {
+			if k := ps.keys[int(i)*nk]; !seen[k] {
+				seen[k] = true
+				lead = append(lead, k)
 			}
 		}
+		slices.Sort(lead)
 	}
-	for i, p := range probes {
-		a := VerifyAnswer{Index: first + i, Result: NotFound}
-		if row, ok := stored[strings.Join(p.Key, "\x00")]; ok {
-			a.Result, a.Items = Match, make(map[string]string, len(cp.items))
+	cols := append(slices.Clone(cp.keys), cp.items...)
+	var stmts []resource.Selection
+	if nk == 1 || len(lead)*4 >= len(order) {
+		for lo := 0; lo < len(lead); lo += per {
+			stmts = append(stmts, resource.Selection{Columns: cols,
+				Where: append([]resource.Cond{{Column: cp.keys[0], Op: "in", Values: lead[lo:min(lo+per, len(lead))]}}, cp.scope...)})
+		}
+	} else {
+		for x, i := range order {
+			if x > 0 && ps.key(int(i)) == ps.key(int(order[x-1])) {
+				continue
+			}
+			where := slices.Clone(cp.scope)
+			for j, k := range cp.keys {
+				where = append(where, resource.Cond{Column: k, Op: "eq", Values: []string{ps.keys[int(i)*nk+j]}})
+			}
+			stmts = append(stmts, resource.Selection{Columns: cols, Where: where})
+		}
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		next int
+	)
+	for range min(par, len(stmts)) {
+		wg.Go(func() {
+			fn := answer(make([]string, nk))
+			for ctx.Err() == nil {
+				mu.Lock()
+				if next == len(stmts) {
+					mu.Unlock()
+					return
+				}
+				sel := stmts[next]
+				next++
+				mu.Unlock()
+				if err := s.res.Select(ctx, u.r, sel, fn); err != nil {
+					cancel(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// keysPerStatement is how many keys one statement looks up. PostgreSQL's
+// planner reads the whole table rather than the key index once the keys
+// are more than about a thousandth of the records (a million records at
+// 5,000 keys), which is many times slower when the table is cached, so
+// statements stay below that; SQLite always uses the index.
+func (s *Service) keysPerStatement(r resource.Resource) int {
+	if s.db.Dialect() == store.Postgres {
+		return int(min(MaxVerify, max(100, r.RecordCount/1000)))
+	}
+	return MaxVerify
+}
+
+// compare answers probes against the store.
+func (s *Service) compare(ctx context.Context, u *use, cp *comparison, probes []Probe, first int, out []VerifyAnswer) ([]VerifyAnswer, error) {
+	ps := newProbeSet(len(cp.keys), len(cp.items), len(probes))
+	for _, p := range probes {
+		ps.add(p)
+	}
+	a, err := s.compareProbes(ctx, u, cp, ps, s.keysPerStatement(u.r), 1)
+	if err != nil {
+		return nil, err
+	}
+	for i := range probes {
+		v := VerifyAnswer{Index: first + i, Result: a.result(i)}
+		if v.Result != NotFound {
+			v.Items = make(map[string]string, len(cp.items))
 			for j, c := range cp.items {
-				if same(p.Values[j], row[j]) {
-					a.Items[c.MachineName] = Match
-				} else {
-					a.Items[c.MachineName], a.Result = Mismatch, Mismatch
+				v.Items[c.MachineName] = Mismatch
+				if a.match[i*a.items+j] {
+					v.Items[c.MachineName] = Match
 				}
 			}
 		}
-		out = append(out, a)
+		out = append(out, v)
 	}
 	return out, nil
 }
 
-// same compares a given value with a stored one: an empty given value
-// matches an empty stored one; a value that could not be read matches
-// nothing.
-func same(given, stored *string) bool {
-	if given == nil {
-		return false
-	}
+// same compares a readable given value with a stored one: an empty
+// given value matches an empty stored one.
+func same(given string, stored *string) bool {
 	if stored == nil {
-		return *given == ""
+		return given == ""
 	}
-	return *given == *stored
+	return given == *stored
 }
 
 // Verify compares up to MaxVerify records with the stored ones and

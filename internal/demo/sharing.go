@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"time"
 
 	"govshare/internal/catalog"
@@ -38,6 +39,11 @@ func loadSharing(ctx context.Context, p *server.Platform, entries map[string]int
 		ValidUntil: time.Now().AddDate(1, 0, 0)}); err != nil {
 		return "", fmt.Errorf("demo application: %w", err)
 	}
+	ent, _, err := p.Catalog.Published(ctx, entries["企业法人登记信息"])
+	if err != nil {
+		return "", err
+	}
 	return fmt.Sprintf("\n演示接入应用 / demo app (市民政局 社会救助信息系统)\n  GOVSHARE_APP_KEY=%s\n  GOVSHARE_APP_SECRET=%s\n"+
-		"  试一试 / try: GOVSHARE_APP_SECRET=… go run ./cmd/govshare call --app-key %s --purpose 核验 GET /api/v1/ping\n", app.Key, secret, app.Key), nil
+		"  试一试 / try: GOVSHARE_APP_SECRET=… go run ./cmd/govshare call --app-key %s --purpose 核验 GET '/api/v1/data/%s?limit=5'\n",
+		app.Key, secret, app.Key, url.PathEscape(ent.Code)), nil
 }

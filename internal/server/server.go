@@ -26,6 +26,7 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/config"
 	"govshare/internal/dataservice"
+	"govshare/internal/dataservice/proxy"
 	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
@@ -229,6 +230,10 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 	p.Data = dataservice.New(dataservice.Deps{DB: p.DB, Resources: p.Resources, Grants: p.Share, Audit: p.Audit,
 		Masker: mask.New(p.Keys.Derive("mask/hash")), Keys: p.Keys, Log: log})
 	defer p.Data.Close()
+	// Comparison jobs run until shutdown, and stop before the database closes.
+	verifyCtx, stopVerify := context.WithCancel(ctx)
+	verifyDone := p.Data.StartVerifyJobs(verifyCtx)
+	defer func() { stopVerify(); <-verifyDone }()
 	if err := p.Catalog.EnsureDefaultTree(ctx); err != nil {
 		return err
 	}
@@ -267,6 +272,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		Identity: p.Identity, Catalog: p.Catalog, Calendar: p.Calendar, RefData: p.RefData, Apps: p.Apps, Notify: p.Notify, Share: p.Share, Todos: todo.New(p.Catalog, p.Share, p.Resources), Resources: p.Resources, Masker: mask.New(p.Keys.Derive("mask/hash")), Data: p.Data, Audit: p.Audit, Keys: p.Keys, Log: log, Version: opt.Version, Banner: opt.Banner,
 		SecureCookies: cfg.SecureCookies || cfg.TLSCert != "",
 		PKI:           p.PKI, Exchange: p.Exchange, NodeURL: p.NodeURL,
+		Proxy: proxy.New(proxy.Deps{DB: p.DB, Audit: p.Audit, Grants: p.Share, Catalog: p.Catalog, Keys: p.Keys, Config: proxy.Config{Log: log}}),
 		Ready: map[string]web.Checker{
 			"database": web.CheckFunc(p.DB.Ping),
 			"bus":      p.Bus,

@@ -2,6 +2,8 @@ package share
 
 import (
 	"context"
+	"database/sql"
+	"strings"
 	"sync"
 	"time"
 
@@ -81,45 +83,116 @@ func (l *nonceLedger) claim(ctx context.Context, appID int64, nonce string, at t
 	return r.fresh, r.err
 }
 
-// commit writes a batch in one transaction and answers every claim.
+// nonceRows is how many nonces one INSERT statement carries on SQLite.
+const nonceRows = 128
+
+// commit writes a batch and answers every claim: on PostgreSQL one
+// statement, which commits by itself, so a batch costs one round trip
+// (the ledger commits one batch at a time: its throughput is its batch
+// over its round trips); on SQLite, and when old nonces are purged, a
+// transaction of a few statements. RETURNING names the nonces inserted:
+// those were new. A claim is answered only once the statement or the
+// transaction has committed.
 func (l *nonceLedger) commit(ctx context.Context, batch []*nonceClaim, purge bool) {
 	type key struct {
 		app   int64
 		nonce string
 	}
-	first := map[key]*nonceClaim{}
-	fresh := map[*nonceClaim]bool{}
-	err := l.db.InTx(ctx, func(tx *store.Tx) error {
-		clear(first)
-		clear(fresh)
-		for _, c := range batch {
-			k := key{c.appID, c.nonce}
-			if first[k] != nil {
-				continue // the same nonce twice in one batch: the first wins
-			}
+	first := make(map[key]*nonceClaim, len(batch))
+	uniq := make([]*nonceClaim, 0, len(batch))
+	for _, c := range batch {
+		k := key{c.appID, c.nonce}
+		if first[k] == nil { // the same nonce twice in one batch: the first wins
 			first[k] = c
-			res, err := tx.Exec(ctx, "INSERT INTO app_nonces (app_id, nonce, seen_at) VALUES (?, ?, ?) ON CONFLICT (app_id, nonce) DO NOTHING",
-				c.appID, c.nonce, c.at)
-			if err != nil {
-				return err
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return err
-			}
-			fresh[c] = n == 1
+			uniq = append(uniq, c)
 		}
-		if purge {
-			// Nonces older than twice the window can never be replayed:
-			// their timestamps are refused anyway.
-			_, err := tx.Exec(ctx, "DELETE FROM app_nonces WHERE seen_at < ?", batch[0].at.Add(-2*Window))
-			return err
+	}
+	fresh := make(map[key]bool, len(uniq))
+	d := l.db.Dialect()
+	insert := func(q querier) error {
+		clear(fresh)
+		step := nonceRows
+		if d == store.Postgres {
+			step = len(uniq) // one statement of arrays takes the batch
+		}
+		for lo := 0; lo < len(uniq); lo += step {
+			stmt, args := insertNonces(d, uniq[lo:min(lo+step, len(uniq))])
+			rows, err := q.Query(ctx, stmt, args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var k key
+				if err := rows.Scan(&k.app, &k.nonce); err != nil {
+					rows.Close()
+					return err
+				}
+				fresh[k] = true
+			}
+			// Close reads to the end: a statement's own commit is done.
+			if err := rows.Close(); err != nil {
+				return err
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
 		return nil
-	})
-	for _, c := range batch {
-		c.res <- nonceResult{fresh: err == nil && fresh[c], err: err}
 	}
+	var err error
+	if d == store.Postgres && !purge {
+		err = insert(l.db)
+	} else {
+		err = l.db.InTx(ctx, func(tx *store.Tx) error {
+			if err := insert(tx); err != nil {
+				return err
+			}
+			if purge {
+				// Nonces older than twice the window can never be
+				// replayed: their timestamps are refused anyway.
+				_, err := tx.Exec(ctx, "DELETE FROM app_nonces WHERE seen_at < ?", batch[0].at.Add(-2*Window))
+				return err
+			}
+			return nil
+		})
+	}
+	for _, c := range batch {
+		k := key{c.appID, c.nonce}
+		c.res <- nonceResult{fresh: err == nil && first[k] == c && fresh[k], err: err}
+	}
+}
+
+// querier runs a query on the database or in a transaction.
+type querier interface {
+	Query(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
+// insertNonces is the statement that records claims, answering the
+// nonces it inserted. On PostgreSQL it takes the claims as three arrays,
+// so every batch runs the same prepared statement and plan; SQLite gets
+// the rows as values.
+func insertNonces(d store.Dialect, claims []*nonceClaim) (string, []any) {
+	const tail = " ON CONFLICT (app_id, nonce) DO NOTHING RETURNING app_id, nonce"
+	if d == store.Postgres {
+		apps, nonces, ats := make([]int64, len(claims)), make([]string, len(claims)), make([]time.Time, len(claims))
+		for i, c := range claims {
+			apps[i], nonces[i], ats[i] = c.appID, c.nonce, c.at
+		}
+		return "INSERT INTO app_nonces (app_id, nonce, seen_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::timestamptz[])" + tail,
+			[]any{apps, nonces, ats}
+	}
+	var q strings.Builder
+	q.WriteString("INSERT INTO app_nonces (app_id, nonce, seen_at) VALUES ")
+	args := make([]any, 0, 3*len(claims))
+	for i, c := range claims {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?)")
+		args = append(args, c.appID, c.nonce, c.at)
+	}
+	q.WriteString(tail)
+	return q.String(), args
 }
 
 // appCache keeps verified apps with their opened secrets for a short time,

@@ -132,8 +132,9 @@ func TestDataServicesOverHTTP(t *testing.T) {
 		}
 		shr := e.shr
 		consumer := identity.User{ID: 998, Login: "mzj.consumer", DeptID: civil.ID, Roles: []policy.Role{policy.Consumer}}.Actor()
-		if _, err := shr.Apply(ctx, consumer, en.ID, share.Terms{Items: []string{"citizen_id", "name"}, Purpose: "低保核验",
-			Methods: []catalog.ShareMethod{catalog.MethodAPI, catalog.MethodVerify, catalog.MethodFile}}); err != nil {
+		sub, err := shr.Apply(ctx, consumer, en.ID, share.Terms{Items: []string{"citizen_id", "name"}, Purpose: "低保核验",
+			Methods: []catalog.ShareMethod{catalog.MethodAPI, catalog.MethodVerify, catalog.MethodFile}})
+		if err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(1100 * time.Millisecond) // the server's grant cache
@@ -187,6 +188,41 @@ func TestDataServicesOverHTTP(t *testing.T) {
 		status, m := e.apiTok(e.tokens[policy.Consumer], "GET", "/api/v1/data/"+url.PathEscape(r.Code), nil)
 		if status != 400 && status != 403 {
 			t.Fatalf("no purpose: %d %v", status, m)
+		}
+
+		// On the pages: the consumer downloads from the grant's page, with a
+		// purpose; the usage shows on both departments' dashboards.
+		br := e.browser()
+		br.login("mzj.consumer")
+		gpath := fmt.Sprintf("/grants/%d", sub.GrantID)
+		_, html, _ := br.get(gpath)
+		if !strings.Contains(html, `id="download-form"`) {
+			t.Fatal("no download form on the grant's page")
+		}
+		tok := csrfRE.FindStringSubmatch(html)[1]
+		if status, body, _ := br.post(gpath+"/download", url.Values{"_csrf": {tok}, "format": {"csv"}}); status != 400 || !strings.Contains(body, "data.purpose_required") && !strings.Contains(body, "用途") {
+			t.Fatalf("download without a purpose: %d", status)
+		}
+		status, csvBody, _ := br.post(gpath+"/download", url.Values{"_csrf": {tok}, "format": {"csv"}, "purpose": {"年度低保复核"}})
+		recs, _ = csv.NewReader(strings.NewReader(csvBody)).ReadAll()
+		if status != 200 || len(recs) != 13 || !strings.Contains(recs[1][2], "mzj.consumer") || strings.Contains(csvBody, ids[0]) {
+			t.Fatalf("page download: %d %v", status, recs)
+		}
+		if err := e.data.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		da := e.browser()
+		da.login("mzj.dept_admin")
+		if _, html, _ = da.get("/data-services"); !strings.Contains(html, `id="usage-table"`) || !strings.Contains(html, r.Code) || !strings.Contains(html, `id="data-grants"`) {
+			t.Fatalf("consumer dashboard: %s", html)
+		}
+		pa := e.browser()
+		pa.login("dept.admin")
+		if _, html, _ = pa.get("/data-services?side=provider"); !strings.Contains(html, "市民政局") {
+			t.Fatal("the provider's dashboard does not show the consumer")
+		}
+		if _, html, _ = pa.get("/catalog/" + fmt.Sprint(en.ID)); !strings.Contains(html, `id="entry-usage"`) {
+			t.Fatal("no usage on the entry page")
 		}
 	})
 }

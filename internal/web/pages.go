@@ -65,6 +65,9 @@ func (s *Server) pageRoutes() {
 	s.refdataRoutes()
 	s.resourceRoutes()
 	s.exchangeRoutes()
+	s.dataRoutes()
+	s.servicesRoutes()
+	s.verifyJobRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.errorPage(w, r, nil, apperr.ErrNotFound) })
 }
 

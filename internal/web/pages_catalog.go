@@ -10,6 +10,7 @@ import (
 
 	"govshare/internal/apperr"
 	"govshare/internal/catalog"
+	"govshare/internal/dataservice"
 	"govshare/internal/identity"
 	"govshare/internal/policy"
 	"govshare/internal/resource"
@@ -367,6 +368,7 @@ type entryPageData struct {
 	Preview    *resource.Preview
 	Bars       []volumeBar
 	VolumeW    int
+	Usage      []dataservice.UsageRow // use by the data services per day
 	CanMount   bool
 	CanManage  bool
 }
@@ -405,6 +407,9 @@ func (s *Server) renderEntry(w http.ResponseWriter, r *http.Request, c *current,
 			}
 			if vol, err := s.Resources.Volume(r.Context(), res.Code, 14); err == nil {
 				d.Bars, d.VolumeW = volumeBars(vol)
+			}
+			if s.Data != nil {
+				d.Usage, _ = s.Data.ResourceUsage(r.Context(), res.Code, 14)
 			}
 			if policy.Allowed(a, policy.DataPreview, policy.Target{DeptID: res.DeptID}) && res.RecordCount > 0 {
 				if p, err := s.Resources.Preview(r.Context(), a, res.Code, 10, s.Masker); err == nil {

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -327,6 +328,9 @@ type grantData struct {
 	Grant     share.Grant
 	Items     map[string]string
 	CanRevoke bool
+	// CanDownload: a person of the consumer department may download the
+	// granted data here (the grant allows files).
+	CanDownload bool
 }
 
 func (s *Server) grantPage(w http.ResponseWriter, r *http.Request, c *current) {
@@ -344,7 +348,9 @@ func (s *Server) renderGrant(w http.ResponseWriter, r *http.Request, c *current,
 		return
 	}
 	d := grantData{Grant: g, Items: map[string]string{},
-		CanRevoke: g.State == "active" && policy.Allowed(c.user.Actor(), policy.GrantRevoke, policy.Target{DeptID: g.ProviderDeptID})}
+		CanRevoke: g.State == "active" && policy.Allowed(c.user.Actor(), policy.GrantRevoke, policy.Target{DeptID: g.ProviderDeptID}),
+		CanDownload: g.State == "active" && slices.Contains(g.Methods, catalog.MethodFile) &&
+			policy.Allowed(c.user.Actor(), policy.DataUse, policy.Target{DeptID: g.ConsumerDeptID})}
 	if _, content, err := s.Catalog.Published(r.Context(), g.EntryID); err == nil {
 		for _, it := range content.Items {
 			d.Items[it.MachineName] = it.Name

@@ -100,7 +100,12 @@ func nav(u *identity.User) []navGroup {
 	if policy.Any(a, policy.ShareView) {
 		groups = append(groups, navGroup{Title: "nav.group.share", Items: []navItem{{Key: "nav.applications", Href: "/applications"}, {Key: "nav.grants", Href: "/grants"}}})
 	}
+	if policy.Any(a, policy.DataUse) || policy.Any(a, policy.UsageView) {
+		groups[len(groups)-1].Items = append(groups[len(groups)-1].Items, navItem{Key: "nav.data", Href: "/data-services"})
+	}
 	groups = append(groups, exchangeNav(a)...)
+	groups = append(groups, servicesNav(a)...)
+	groups = append(groups, verifyJobsNav(a)...)
 	if len(sys) > 0 {
 		groups = append(groups, navGroup{Title: "nav.group.sys", Items: sys})
 	}

@@ -25,6 +25,7 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/dataservice"
+	"govshare/internal/dataservice/proxy"
 	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
@@ -78,6 +79,9 @@ type Deps struct {
 	PKI      *pki.Service
 	Exchange *exchange.Service
 	NodeURL  func() string
+	// Proxy registers service resources (服务资源) and forwards consumers'
+	// calls to them.
+	Proxy *proxy.Proxy
 }
 
 // Server is the HTTP handler of the platform.

@@ -24,6 +24,7 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/dataservice"
+	"govshare/internal/dataservice/proxy"
 	"govshare/internal/exchange"
 	"govshare/internal/identity"
 	"govshare/internal/mask"
@@ -110,9 +111,14 @@ func newEnv(t *testing.T, db *store.DB, ready map[string]web.Checker) *env {
 	t.Cleanup(func() { stopEx(); <-exDone })
 	data := dataservice.New(dataservice.Deps{DB: db, Resources: res, Grants: shr, Audit: log, Masker: masker, Keys: keys})
 	t.Cleanup(data.Close)
+	// Comparison jobs run in the background, as on a server.
+	jobsCtx, stopJobs := context.WithCancel(ctx)
+	jobsDone := data.StartVerifyJobs(jobsCtx)
+	t.Cleanup(func() { stopJobs(); <-jobsDone })
 	h, err := web.New(web.Deps{Identity: ids, Catalog: cat, Calendar: calendar.New(db, log), RefData: ref, Apps: share.NewApps(db, log, keys), Share: shr,
 		Todos: todo.New(cat, shr, res), Notify: ntf, Resources: res, Masker: masker, Data: data, Audit: log, Keys: keys, Version: "test", Ready: ready,
-		PKI: ca, Exchange: ex, NodeURL: func() string { return "https://127.0.0.1:8443" }})
+		PKI: ca, Exchange: ex, NodeURL: func() string { return "https://127.0.0.1:8443" },
+		Proxy: proxy.New(proxy.Deps{DB: db, Audit: log, Grants: shr, Catalog: cat, Keys: keys})})
 	if err != nil {
 		t.Fatal(err)
 	}

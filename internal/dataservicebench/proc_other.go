@@ -1,0 +1,14 @@
+//go:build !linux
+
+package dataservicebench
+
+import (
+	"os/exec"
+	"time"
+)
+
+func dieWithParent(*exec.Cmd)          {}
+func processCPU() time.Duration        { return 0 }
+func procStatus(string) (uint64, bool) { return 0, false }
+func machineCPU() (busy, total uint64) { return 0, 0 }
+func postgresCPU() time.Duration       { return 0 }
