@@ -19,16 +19,15 @@ import (
 	"govshare/internal/catalog"
 	"govshare/internal/checkdigit"
 	"govshare/internal/dataservice"
-	"govshare/internal/identity"
 	"govshare/internal/mask"
 	"govshare/internal/notify"
 	"govshare/internal/policy"
 	"govshare/internal/quality"
 	"govshare/internal/resource"
-	"govshare/internal/secret"
 	"govshare/internal/share"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
+	"govshare/internal/testfix"
 )
 
 type allRefs struct{}
@@ -65,28 +64,10 @@ var surnames = []string{"王", "李", "张", "刘", "陈", "杨", "黄", "赵", 
 func newFixture(t *testing.T, db *store.DB) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	keys, _ := secret.New(make([]byte, 32))
-	log, err := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	ids := identity.NewService(db, log, keys, identity.DefaultConfig())
-	dept := func(name string, n int) int64 {
-		d, err := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: name, CreditCode: identity.SyntheticCreditCode("350100", n), RegionCode: "350100"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.ID
-	}
+	tc := testfix.New(t, db)
+	keys, log := tc.Keys, tc.Audit
+	dept, user := tc.Dept, tc.User
 	city, gaj, mzj := dept("市政务信息办", 1), dept("市公安局", 2), dept("市民政局", 3)
-	user := func(login string, d int64, r policy.Role) policy.Actor {
-		u, err := ids.SeedUser(ctx, identity.UserInput{Login: login, Name: "测试", DeptID: d, Roles: []policy.Role{r}, Password: "Test@Pass2026"}, false, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u.Actor()
-	}
 	f := &fixture{db: db, log: log}
 	f.admin, f.gaj, f.mzj = user("admin", city, policy.PlatformAdmin), user("gaj.admin", gaj, policy.DeptAdmin), user("mzj.admin", mzj, policy.DeptAdmin)
 	f.cat = catalog.NewService(db, log, calendar.Weekdays{}, catalog.DefaultConfig())

@@ -14,23 +14,21 @@ import (
 	_ "modernc.org/sqlite"
 
 	"govshare/internal/agent"
-	"govshare/internal/audit"
 	"govshare/internal/bus"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/exchange"
 	"govshare/internal/exchange/wire"
-	"govshare/internal/identity"
 	"govshare/internal/mask"
 	"govshare/internal/notify"
 	"govshare/internal/pki"
 	"govshare/internal/policy"
 	"govshare/internal/quality"
 	"govshare/internal/resource"
-	"govshare/internal/secret"
 	"govshare/internal/share"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
+	"govshare/internal/testfix"
 )
 
 type allRefs struct{}
@@ -74,30 +72,12 @@ type center struct {
 func newCenter(t *testing.T, db *store.DB) *center {
 	t.Helper()
 	ctx := context.Background()
-	keys, _ := secret.New(make([]byte, 32))
-	log, err := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	ids := identity.NewService(db, log, keys, identity.DefaultConfig())
-	dept := func(name string, n int) int64 {
-		d, err := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: name, CreditCode: identity.SyntheticCreditCode("350100", n), RegionCode: "350100"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.ID
-	}
+	tc := testfix.New(t, db)
+	keys, log := tc.Keys, tc.Audit
+	dept, user := tc.Dept, tc.User
 	city := dept("市政务信息办", 1)
 	c := &center{db: db}
 	c.gajDept, c.mzjDept = dept("市公安局", 2), dept("市民政局", 3)
-	user := func(login string, d int64, r policy.Role) policy.Actor {
-		u, err := ids.SeedUser(ctx, identity.UserInput{Login: login, Name: "测试", DeptID: d, Roles: []policy.Role{r}, Password: "Test@Pass2026"}, false, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u.Actor()
-	}
 	c.admin, c.gaj, c.mzj = user("admin", city, policy.PlatformAdmin), user("gaj.admin", c.gajDept, policy.DeptAdmin), user("mzj.admin", c.mzjDept, policy.DeptAdmin)
 	c.cat = catalog.NewService(db, log, calendar.Weekdays{}, catalog.DefaultConfig())
 	if err := c.cat.EnsureDefaultTree(ctx); err != nil {

@@ -15,14 +15,13 @@ import (
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
 	"govshare/internal/checkdigit"
-	"govshare/internal/identity"
 	"govshare/internal/mask"
 	"govshare/internal/policy"
 	"govshare/internal/quality"
 	"govshare/internal/resource"
-	"govshare/internal/secret"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
+	"govshare/internal/testfix"
 )
 
 // refs is a small fixture of reference data: a few region codes (440524
@@ -69,28 +68,10 @@ func people() catalog.Content {
 func setup(t testing.TB, db *store.DB) *fx {
 	t.Helper()
 	ctx := context.Background()
-	keys, _ := secret.New(make([]byte, 32))
-	log, err := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	ids := identity.NewService(db, log, keys, identity.DefaultConfig())
-	dept := func(name string, n int) int64 {
-		d, err := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: name, CreditCode: identity.SyntheticCreditCode("350100", n), RegionCode: "350100"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.ID
-	}
+	tc := testfix.New(t, db)
+	log := tc.Audit
+	dept, user := tc.Dept, tc.User
 	city, gaj, mzj := dept("市政务信息办", 1), dept("市公安局", 2), dept("市民政局", 3)
-	user := func(login string, d int64, r policy.Role) policy.Actor {
-		u, err := ids.SeedUser(ctx, identity.UserInput{Login: login, Name: "测试", DeptID: d, Roles: []policy.Role{r}, Password: "Test@Pass2026"}, false, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u.Actor()
-	}
 	now := time.Date(2026, 11, 20, 2, 0, 0, 0, time.UTC)
 	f := &fx{log: log, clock: &now, admin: user("admin", city, policy.PlatformAdmin), gaj: user("gaj.admin", gaj, policy.DeptAdmin),
 		mzj: user("mzj.admin", mzj, policy.DeptAdmin), user: user("mzj.user", mzj, policy.Consumer)}

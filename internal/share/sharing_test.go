@@ -12,13 +12,12 @@ import (
 	"govshare/internal/audit"
 	"govshare/internal/calendar"
 	"govshare/internal/catalog"
-	"govshare/internal/identity"
 	"govshare/internal/notify"
 	"govshare/internal/policy"
-	"govshare/internal/secret"
 	"govshare/internal/share"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
+	"govshare/internal/testfix"
 	"govshare/internal/todo"
 )
 
@@ -85,28 +84,10 @@ func content(name string, st catalog.ShareType) catalog.Content {
 func newSharing(t testing.TB, db *store.DB, cal calendar.WorkingDays) *sharing {
 	t.Helper()
 	ctx := context.Background()
-	keys, _ := secret.New(make([]byte, 32))
-	log, err := audit.Open(db, audit.Options{Key: keys.Derive("audit")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	ids := identity.NewService(db, log, keys, identity.DefaultConfig())
-	dept := func(name string, n int) int64 {
-		d, err := ids.SeedDepartment(ctx, identity.DepartmentInput{Name: name, CreditCode: identity.SyntheticCreditCode("350100", n), RegionCode: "350100"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d.ID
-	}
+	tc := testfix.New(t, db)
+	keys, log := tc.Keys, tc.Audit
+	dept, user := tc.Dept, tc.User
 	city, police, civil, health := dept("市政务信息办", 1), dept("市公安局", 2), dept("市民政局", 3), dept("市卫健委", 4)
-	user := func(login string, dept int64, r policy.Role) policy.Actor {
-		u, err := ids.SeedUser(ctx, identity.UserInput{Login: login, Name: "测试", DeptID: dept, Roles: []policy.Role{r}, Password: "Test@Pass2026"}, false, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return u.Actor()
-	}
 	now := time.Date(2026, 11, 20, 2, 0, 0, 0, time.UTC) // Friday 10:00 in Beijing
 	s := &sharing{log: log, sent: &notices{}, clock: &now,
 		admin: user("admin", city, policy.PlatformAdmin), police: user("gaj.admin", police, policy.DeptAdmin),
