@@ -92,7 +92,10 @@ func openPostgres(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("open postgres %s: %w", display, err)
 	}
 	db.SetMaxOpenConns(32)
-	db.SetMaxIdleConns(16)
+	// Keep every connection the pool opens: bursts (a group commit
+	// releasing many requests at once) would otherwise open and close
+	// PostgreSQL sessions by the hundred, each a process fork away.
+	db.SetMaxIdleConns(32)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
