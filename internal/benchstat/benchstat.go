@@ -1,5 +1,6 @@
 // Package benchstat holds the small statistics the benchmark commands
-// share: percentiles of latencies and durations rounded for a terminal.
+// share: percentiles of latencies, durations rounded for a terminal, peak
+// memory, and signed GETs.
 package benchstat
 
 import (

@@ -155,7 +155,7 @@ func lookups(ctx context.Context, spec LoadSpec, progress io.Writer) (LoadResult
 				}
 				id := ppl.ID(rng.Int64N(spec.Rows))
 				sent.Add(1)
-				err := get(ctx, hc, spec.URLPrefix+id+spec.URLSuffix, spec.App, spec.Purpose, &buf)
+				err := benchstat.Get(ctx, hc, spec.URLPrefix+id+spec.URLSuffix, spec.App, spec.Purpose, &buf)
 				if err == nil {
 					want := id
 					if spec.Masked {
@@ -220,33 +220,6 @@ func lookups(ctx context.Context, spec LoadSpec, progress io.Writer) (LoadResult
 		Elapsed: elapsed, PerSec: float64(len(all)) / elapsed.Seconds(),
 		P50: benchstat.Percentile(all, 50), P99: benchstat.Percentile(all, 99), Max: benchstat.Percentile(all, 100)}
 	return res, nil
-}
-
-// get sends one GET, signed when app is set, and reads the whole answer
-// into buf; any status but 200 is an error.
-func get(ctx context.Context, hc *http.Client, target string, app *client.App, purpose string, buf *bytes.Buffer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return err
-	}
-	if app != nil {
-		if err := app.SignRequest(req, purpose); err != nil {
-			return err
-		}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d: %.300s", resp.StatusCode, bytes.TrimSpace(buf.Bytes()))
-	}
-	return nil
 }
 
 // download GETs spec.URL once and counts what comes: lines (less the

@@ -1,7 +1,6 @@
 package dataservicebench
 
 import (
-	"bufio"
 	"bytes"
 	"os"
 	"os/exec"
@@ -24,28 +23,6 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// procStatus reads a "kB" field of /proc/self/status, in bytes.
-func procStatus(field string) (uint64, bool) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, false
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		name, rest, ok := bytes.Cut(sc.Bytes(), []byte(":"))
-		if !ok || string(name) != field {
-			continue
-		}
-		f := bytes.Fields(rest)
-		if len(f) == 0 {
-			return 0, false
-		}
-		n, err := strconv.ParseUint(string(f[0]), 10, 64)
-		return n * 1024, err == nil
-	}
-	return 0, false
 }
 
 // machineCPU reads the machine's busy and total CPU time so far

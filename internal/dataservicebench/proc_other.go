@@ -9,6 +9,5 @@ import (
 
 func dieWithParent(*exec.Cmd)          {}
 func processCPU() time.Duration        { return 0 }
-func procStatus(string) (uint64, bool) { return 0, false }
 func machineCPU() (busy, total uint64) { return 0, 0 }
 func postgresCPU() time.Duration       { return 0 }

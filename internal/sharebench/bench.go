@@ -205,7 +205,7 @@ func measure(ctx context.Context, hc *http.Client, name, target string, app *cli
 			var buf bytes.Buffer
 			call := func() error {
 				sent.Add(1)
-				return get(ctx, hc, target, app, &buf)
+				return benchstat.Get(ctx, hc, target, app, purpose, &buf)
 			}
 			for range warmup {
 				if err := call(); err != nil {
@@ -274,32 +274,6 @@ func measure(ctx context.Context, hc *http.Client, name, target string, app *cli
 	}
 	fmt.Fprintf(progress, "%s: %d requests in %s, %.0f/s\n", name, s.Requests, benchstat.Round(elapsed), s.PerSec)
 	return s, sent.Load(), nil
-}
-
-// get sends one request and reads the whole answer into buf.
-func get(ctx context.Context, hc *http.Client, target string, app *client.App, buf *bytes.Buffer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
-	if err != nil {
-		return err
-	}
-	if app != nil {
-		if err := app.SignRequest(req, purpose); err != nil {
-			return err
-		}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	buf.Reset()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, bytes.TrimSpace(buf.Bytes()))
-	}
-	return nil
 }
 
 // String is a short table for the terminal.
