@@ -60,6 +60,7 @@ func FuzzQueryStaysInsideTheWhitelist(f *testing.F) {
 		"fields=region_code,\"x\"",
 		"filter=members:eq:' OR '1'='1",
 		"cursor=abc&limit=0",
+		"filter=household_no:in:seh", // a value inside a column's name is not in the statement
 	} {
 		f.Add(seed)
 	}
@@ -109,9 +110,12 @@ func FuzzQueryStaysInsideTheWhitelist(f *testing.F) {
 			if n := strings.Count(sql, "?"); n != len(args) {
 				t.Fatalf("%d placeholders for %d values:\n%s", n, len(args), sql)
 			}
+			// Request text may only stand in the statement as part of a name
+			// the builder quoted from the resource's columns.
+			bare := quotedIdent.ReplaceAllString(sql, `""`)
 			for _, f := range q.Filters {
 				for _, val := range f.Values {
-					if len(val) >= 3 && strings.Contains(sql, val) && !slices.Contains(allowed, val) && !strings.Contains(fixedSQL, val) {
+					if len(val) >= 3 && strings.Contains(bare, val) && !slices.Contains(allowed, val) && !strings.Contains(fixedSQL, val) {
 						t.Fatalf("request text %q in the statement:\n%s", val, sql)
 					}
 				}
