@@ -68,7 +68,8 @@ type Service struct {
 	now      func() time.Time
 	limits   *limiter
 	usage    *usage
-	checkers sync.Map // resource id and shape → *quality.Checker of the items' types
+	checkers sync.Map // checkerKey → *shapeChecker: the items' types and visible columns
+	rules    sync.Map // masking rule text → *mask.Rule
 	mounted  *resourceCache
 }
 
@@ -243,13 +244,16 @@ func scopeCond(r resource.Resource, p share.Permit) ([]resource.Cond, error) {
 }
 
 // checker canonicalises values as the store holds them (the types of the
-// items only), so filters and comparisons see what loading wrote.
+// items only), so filters and comparisons see what loading wrote. The
+// checker and the visible columns are kept per resource shape (an entry
+// version fixes the columns), so a call allocates neither.
 func (s *Service) checker(r resource.Resource) (*quality.Checker, []resource.Column, error) {
-	cols := r.Visible()
-	key := fmt.Sprintf("%d/%d/%d", r.ID, r.EntryVersion, len(cols))
+	key := checkerKey{r.ID, r.EntryVersion, len(r.Columns)}
 	if c, ok := s.checkers.Load(key); ok {
-		return c.(*quality.Checker), cols, nil
+		e := c.(*shapeChecker)
+		return e.chk, e.cols, nil
 	}
+	cols := r.Visible()
 	items := make([]quality.Item, len(cols))
 	for i, c := range cols {
 		items[i] = quality.Item{Name: c.Name, MachineName: c.MachineName, DataType: c.DataType, Length: c.Length}
@@ -258,8 +262,32 @@ func (s *Service) checker(r resource.Resource) (*quality.Checker, []resource.Col
 	if err != nil {
 		return nil, nil, err
 	}
-	s.checkers.Store(key, chk)
+	s.checkers.Store(key, &shapeChecker{chk: chk, cols: cols})
 	return chk, cols, nil
+}
+
+type checkerKey struct {
+	resource int64
+	version  int
+	columns  int
+}
+
+type shapeChecker struct {
+	chk  *quality.Checker
+	cols []resource.Column
+}
+
+// maskRule parses a masking rule once; rules are few and kept.
+func (s *Service) maskRule(text string) (*mask.Rule, error) {
+	if r, ok := s.rules.Load(text); ok {
+		return r.(*mask.Rule), nil
+	}
+	r, err := mask.Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	s.rules.Store(text, &r)
+	return &r, nil
 }
 
 // canonical returns v as the store holds values of column i, or a

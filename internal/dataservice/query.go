@@ -194,11 +194,9 @@ func (s *Service) plan(u *use, q Request, m catalog.ShareMethod) (*plan, error) 
 		p.names = append(p.names, visible[i].Name)
 		var rule *mask.Rule
 		if it.MaskRule != "" {
-			r, err := mask.Parse(it.MaskRule)
-			if err != nil {
+			if rule, err = s.maskRule(it.MaskRule); err != nil {
 				return nil, err
 			}
-			rule = &r
 		}
 		p.masks = append(p.masks, rule)
 	}

@@ -331,7 +331,16 @@ func startProfile(dir, name string) (func(), error) {
 		f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		// The allocations since the process started, beside the CPU
+		// profile (go tool pprof -sample_index=alloc_space).
+		if a, err := os.Create(filepath.Join(dir, name+".allocs.pprof")); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(a, 0)
+			a.Close()
+		}
+	}, nil
 }
 
 // downloadPhase downloads the first DownloadRows people by person number

@@ -3,8 +3,11 @@ package resource
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 
 	"govshare/internal/store"
 )
@@ -60,48 +63,86 @@ func (s *Service) Select(ctx context.Context, r Resource, sel Selection, fn func
 	if err != nil {
 		return err
 	}
+	rr := newRowReader(r, sel)
+	if s.db.Dialect() == store.Postgres {
+		// Every value is selected as text: pgx hands over its bytes.
+		return s.db.WithPgx(ctx, func(c *pgx.Conn) error {
+			rows, err := c.Query(ctx, s.db.Rebind(q), args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				raw := rows.RawValues()
+				for i := range rr.texts {
+					rr.texts[i].String, rr.texts[i].Valid = string(raw[i]), raw[i] != nil
+				}
+				for i := range rr.pos {
+					rr.pos[i].String, rr.pos[i].Valid = string(raw[len(rr.texts)+i]), raw[len(rr.texts)+i] != nil
+				}
+				if err := rr.emit(fn); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		})
+	}
 	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
-	keys := r.Keys()
-	vals := canonicalTexts(sel.Columns)
-	posv := make([]canonicalText, len(keys)+1)
-	dest := make([]any, 0, len(vals)+len(posv))
-	for i := range vals {
-		dest = append(dest, &vals[i])
+	dest := make([]any, 0, len(rr.texts)+len(rr.pos))
+	for i := range rr.texts {
+		dest = append(dest, &rr.texts[i])
 	}
-	for i := range posv {
-		dest = append(dest, &posv[i])
+	for i := range rr.pos {
+		dest = append(dest, &rr.pos[i])
 	}
-	out := make([]*string, len(vals))
-	strs := make([]string, len(vals))
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return err
 		}
-		for i, v := range vals {
-			out[i] = nil
-			if v.Valid {
-				strs[i] = v.String
-				out[i] = &strs[i]
-			}
-		}
-		var pos Position
-		if sel.SortBy != nil && posv[0].Valid {
-			v := posv[0].String
-			pos.Sort = &v
-		}
-		pos.Keys = make([]string, len(keys))
-		for i := range keys {
-			pos.Keys[i] = posv[i+1].String
-		}
-		if err := fn(out, pos); err != nil {
+		if err := rr.emit(fn); err != nil {
 			return err
 		}
 	}
 	return rows.Err()
+}
+
+// rowReader turns a row of a Selection's statement (the values, the sort
+// value, the key) into what Select's caller receives.
+type rowReader struct {
+	sorted bool
+	texts  []canonicalText
+	pos    []canonicalText // the sort value, then the key
+	out    []*string
+	strs   []string
+}
+
+func newRowReader(r Resource, sel Selection) *rowReader {
+	return &rowReader{sorted: sel.SortBy != nil, texts: canonicalTexts(sel.Columns), pos: make([]canonicalText, len(r.Keys())+1),
+		out: make([]*string, len(sel.Columns)), strs: make([]string, len(sel.Columns))}
+}
+
+func (rr *rowReader) emit(fn func(vals []*string, pos Position) error) error {
+	for i, v := range rr.texts {
+		rr.out[i] = nil
+		if v.Valid {
+			rr.strs[i] = v.String
+			rr.out[i] = &rr.strs[i]
+		}
+	}
+	var pos Position
+	if rr.sorted && rr.pos[0].Valid {
+		v := rr.pos[0].String
+		pos.Sort = &v
+	}
+	pos.Keys = make([]string, len(rr.pos)-1)
+	for i := range pos.Keys {
+		pos.Keys[i] = rr.pos[i+1].String
+	}
+	return fn(rr.out, pos)
 }
 
 // SelectSQL builds the statement of a Selection in dialect d.
@@ -193,13 +234,31 @@ func SelectSQL(d store.Dialect, r Resource, sel Selection) (string, []any, error
 			args = append(args, keyArgs...)
 		}
 	}
-	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s", strings.Join(cols, ", "), tablesOf(r.Table).main,
-		strings.Join(where, " AND "), strings.Join(order, ", "))
+	q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", strings.Join(cols, ", "), tablesOf(r.Table).main, strings.Join(where, " AND "))
+	if keyFixed(keys, sel.Where) {
+		// At most one live record: nothing to order or to cut (a keyed
+		// lookup then runs the plainest statement the server has).
+		return q, args, nil
+	}
+	q += " ORDER BY " + strings.Join(order, ", ")
 	if sel.Limit > 0 {
 		q += " LIMIT ?"
 		args = append(args, sel.Limit)
 	}
 	return q, args, nil
+}
+
+// keyFixed reports whether the conditions fix every key column to one
+// value (eq).
+func keyFixed(keys []Column, where []Cond) bool {
+	for _, k := range keys {
+		if !slices.ContainsFunc(where, func(c Cond) bool {
+			return c.Op == "eq" && len(c.Values) == 1 && c.Column.MachineName == k.MachineName
+		}) {
+			return false
+		}
+	}
+	return len(keys) > 0
 }
 
 // rowCompare compares a row of columns with as many parameters.

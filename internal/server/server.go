@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -188,6 +189,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		opt.Logs = os.Stderr
 	}
 	log := Logger(opt.Logs, cfg.LogLevel)
+	tuneGC()
 	p := &Platform{Config: cfg, Log: log, Out: opt.Out}
 	var err error
 	if p.Keys, err = Keys(cfg); err != nil {
@@ -383,4 +385,27 @@ func (p *Platform) NodeURL() string {
 		return *u
 	}
 	return ""
+}
+
+// The collector's settings when the operator sets none (GOGC,
+// GOMEMLIMIT). The server's live heap is tens of megabytes and every
+// request allocates, so with Go's default (collect when the heap has
+// grown by 100 % of the live heap) a busy server collects several times
+// a second: a quarter of its CPU in the data services bench. Growing by
+// 300 % between collections took 29 µs of 162 µs off a keyed lookup. The
+// soft limit keeps the heap bounded when a job holds much live data
+// (a comparison job of a million records: about 340 MB): near it the
+// collector runs as often as it must.
+const (
+	defaultGCPercent   = 300
+	defaultMemoryLimit = 512 << 20
+)
+
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 }

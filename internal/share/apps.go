@@ -321,7 +321,7 @@ func (s *Apps) verify(ctx context.Context, r Signed) (App, error) {
 	// The nonce is recorded only for a valid signature, so nobody can burn
 	// another app's nonces; the unique key makes a replay fail even when
 	// two copies arrive at once, here or at another server.
-	fresh, err := s.nonces.claim(ctx, a.ID, r.Nonce, now)
+	fresh, err := s.nonces.claim(ctx, ts, a.ID, r.Nonce, now)
 	if err != nil {
 		return a, err
 	}

@@ -102,8 +102,8 @@ func BenchmarkSignedRequestCheck(b *testing.B) {
 				prefix := strconv.FormatInt(time.Now().UnixNano(), 36) + "-"
 				b.ReportAllocs()
 				for i := range b.N {
-					if _, err := f.db.Exec(ctx, "INSERT INTO app_nonces (app_id, nonce, seen_at) VALUES (?, ?, ?)",
-						f.appID, prefix+strconv.Itoa(i), store.Now()); err != nil {
+					if _, err := f.db.Exec(ctx, "INSERT INTO app_nonces (signed_at, app_id, nonce) VALUES (?, ?, ?)",
+						store.Now().Unix(), f.appID, prefix+strconv.Itoa(i)); err != nil {
 						b.Fatal(err)
 					}
 				}

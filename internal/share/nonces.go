@@ -14,9 +14,12 @@ import (
 // that arrive while a commit is under way wait and go into the next
 // transaction together (group commit), so a busy server writes one
 // transaction per batch rather than one per request. The primary key
-// (app_id, nonce) in the shared database stays the judge: a nonce another
-// server or an earlier batch recorded is refused, and no request is
-// answered before its nonce is durable.
+// (signed_at, app_id, nonce) in the shared database stays the judge: a
+// replay repeats the signed timestamp and nonce, so a nonce another
+// server or an earlier batch recorded with that timestamp is refused,
+// and no request is answered before its nonce is durable. Leading with
+// the timestamp keeps the inserts at the key's recent end and makes the
+// purge one range.
 type nonceLedger struct {
 	db      *store.DB
 	mu      sync.Mutex
@@ -26,10 +29,10 @@ type nonceLedger struct {
 }
 
 type nonceClaim struct {
-	appID int64
-	nonce string
-	at    time.Time
-	res   chan nonceResult
+	signedAt int64 // the request's signed timestamp, Unix seconds
+	appID    int64
+	nonce    string
+	res      chan nonceResult
 }
 
 // nonceResult tells a claim its fate, or that it now leads: it commits
@@ -43,10 +46,10 @@ type nonceResult struct {
 // maxNonceBatch bounds one transaction.
 const maxNonceBatch = 512
 
-// claim records (appID, nonce). It reports false when the nonce was
-// already used.
-func (l *nonceLedger) claim(ctx context.Context, appID int64, nonce string, at time.Time) (bool, error) {
-	c := &nonceClaim{appID: appID, nonce: nonce, at: at, res: make(chan nonceResult, 1)}
+// claim records (signedAt, appID, nonce) at the server's time now. It
+// reports false when the nonce was already used with that timestamp.
+func (l *nonceLedger) claim(ctx context.Context, signedAt, appID int64, nonce string, now time.Time) (bool, error) {
+	c := &nonceClaim{signedAt: signedAt, appID: appID, nonce: nonce, res: make(chan nonceResult, 1)}
 	l.mu.Lock()
 	l.queue = append(l.queue, c)
 	if l.leading {
@@ -63,14 +66,17 @@ func (l *nonceLedger) claim(ctx context.Context, appID int64, nonce string, at t
 	n := min(len(l.queue), maxNonceBatch)
 	batch := l.queue[:n:n]
 	l.queue = l.queue[n:]
-	purge := at.Sub(l.purged) > time.Minute
-	if purge {
-		l.purged = at
+	var purgeBefore int64 // 0: no purge this time
+	if now.Sub(l.purged) > time.Minute {
+		l.purged = now
+		// Timestamps older than twice the window can never be
+		// replayed: they are refused anyway.
+		purgeBefore = now.Add(-2 * Window).Unix()
 	}
 	l.mu.Unlock()
 
 	// A caller's cancelled request must not abort the others' batch.
-	l.commit(context.WithoutCancel(ctx), batch, purge)
+	l.commit(context.WithoutCancel(ctx), batch, purgeBefore)
 
 	l.mu.Lock()
 	if len(l.queue) > 0 {
@@ -93,15 +99,16 @@ const nonceRows = 128
 // transaction of a few statements. RETURNING names the nonces inserted:
 // those were new. A claim is answered only once the statement or the
 // transaction has committed.
-func (l *nonceLedger) commit(ctx context.Context, batch []*nonceClaim, purge bool) {
+func (l *nonceLedger) commit(ctx context.Context, batch []*nonceClaim, purgeBefore int64) {
 	type key struct {
+		at    int64
 		app   int64
 		nonce string
 	}
 	first := make(map[key]*nonceClaim, len(batch))
 	uniq := make([]*nonceClaim, 0, len(batch))
 	for _, c := range batch {
-		k := key{c.appID, c.nonce}
+		k := key{c.signedAt, c.appID, c.nonce}
 		if first[k] == nil { // the same nonce twice in one batch: the first wins
 			first[k] = c
 			uniq = append(uniq, c)
@@ -123,7 +130,7 @@ func (l *nonceLedger) commit(ctx context.Context, batch []*nonceClaim, purge boo
 			}
 			for rows.Next() {
 				var k key
-				if err := rows.Scan(&k.app, &k.nonce); err != nil {
+				if err := rows.Scan(&k.at, &k.app, &k.nonce); err != nil {
 					rows.Close()
 					return err
 				}
@@ -140,24 +147,22 @@ func (l *nonceLedger) commit(ctx context.Context, batch []*nonceClaim, purge boo
 		return nil
 	}
 	var err error
-	if d == store.Postgres && !purge {
+	if d == store.Postgres && purgeBefore == 0 {
 		err = insert(l.db)
 	} else {
 		err = l.db.InTx(ctx, func(tx *store.Tx) error {
 			if err := insert(tx); err != nil {
 				return err
 			}
-			if purge {
-				// Nonces older than twice the window can never be
-				// replayed: their timestamps are refused anyway.
-				_, err := tx.Exec(ctx, "DELETE FROM app_nonces WHERE seen_at < ?", batch[0].at.Add(-2*Window))
+			if purgeBefore != 0 {
+				_, err := tx.Exec(ctx, "DELETE FROM app_nonces WHERE signed_at < ?", purgeBefore)
 				return err
 			}
 			return nil
 		})
 	}
 	for _, c := range batch {
-		k := key{c.appID, c.nonce}
+		k := key{c.signedAt, c.appID, c.nonce}
 		c.res <- nonceResult{fresh: err == nil && first[k] == c && fresh[k], err: err}
 	}
 }
@@ -172,24 +177,24 @@ type querier interface {
 // so every batch runs the same prepared statement and plan; SQLite gets
 // the rows as values.
 func insertNonces(d store.Dialect, claims []*nonceClaim) (string, []any) {
-	const tail = " ON CONFLICT (app_id, nonce) DO NOTHING RETURNING app_id, nonce"
+	const tail = " ON CONFLICT (signed_at, app_id, nonce) DO NOTHING RETURNING signed_at, app_id, nonce"
 	if d == store.Postgres {
-		apps, nonces, ats := make([]int64, len(claims)), make([]string, len(claims)), make([]time.Time, len(claims))
+		ats, apps, nonces := make([]int64, len(claims)), make([]int64, len(claims)), make([]string, len(claims))
 		for i, c := range claims {
-			apps[i], nonces[i], ats[i] = c.appID, c.nonce, c.at
+			ats[i], apps[i], nonces[i] = c.signedAt, c.appID, c.nonce
 		}
-		return "INSERT INTO app_nonces (app_id, nonce, seen_at) SELECT * FROM unnest(?::bigint[], ?::text[], ?::timestamptz[])" + tail,
-			[]any{apps, nonces, ats}
+		return "INSERT INTO app_nonces (signed_at, app_id, nonce) SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[])" + tail,
+			[]any{ats, apps, nonces}
 	}
 	var q strings.Builder
-	q.WriteString("INSERT INTO app_nonces (app_id, nonce, seen_at) VALUES ")
+	q.WriteString("INSERT INTO app_nonces (signed_at, app_id, nonce) VALUES ")
 	args := make([]any, 0, 3*len(claims))
 	for i, c := range claims {
 		if i > 0 {
 			q.WriteString(", ")
 		}
 		q.WriteString("(?, ?, ?)")
-		args = append(args, c.appID, c.nonce, c.at)
+		args = append(args, c.signedAt, c.appID, c.nonce)
 	}
 	q.WriteString(tail)
 	return q.String(), args

@@ -18,8 +18,9 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"           // registers the "sqlite" driver
 )
 
 // Dialect names the SQL engine behind a DB.
@@ -146,6 +147,22 @@ func (db *DB) Exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 // Query runs a query written with '?' placeholders.
 func (db *DB) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	return db.sql.QueryContext(ctx, db.Rebind(q), args...)
+}
+
+// WithPgx runs fn on the pgx connection of one of the pool's PostgreSQL
+// connections, for reads on hot paths that would otherwise pay for
+// database/sql's conversions of every value; statements have '$n'
+// placeholders (Rebind). The connection goes back to the pool after fn.
+func (db *DB) WithPgx(ctx context.Context, fn func(c *pgx.Conn) error) error {
+	if db.dialect != Postgres {
+		return errors.New("store: WithPgx needs PostgreSQL")
+	}
+	conn, err := db.sql.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return conn.Raw(func(dc any) error { return fn(dc.(*stdlib.Conn).Conn()) })
 }
 
 // QueryRow runs a single-row query written with '?' placeholders.

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 
@@ -74,6 +74,103 @@ type dataJSON struct {
 	Next     string               `json:"next_cursor,omitempty"`
 }
 
+// appendDataJSON writes a page as dataJSON says, each record's items in
+// the page's order: what encoding/json would write for it, without a map
+// per record (whose keys it would sort) or reflection.
+func appendDataJSON(b []byte, res dataservice.Result) []byte {
+	b = append(b, `{"resource":`...)
+	b = appendJSONString(b, res.Resource)
+	b = append(b, `,"items":[`...)
+	for i, it := range res.Items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, it)
+	}
+	b = append(b, `],"records":[`...)
+	for i, r := range res.Records {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		for j, v := range r {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, res.Items[j])
+			b = append(b, ':')
+			if v == nil {
+				b = append(b, "null"...)
+			} else {
+				b = appendJSONString(b, *v)
+			}
+		}
+		b = append(b, '}')
+	}
+	b = append(b, ']')
+	if res.Next != "" {
+		b = append(b, `,"next_cursor":`...)
+		b = appendJSONString(b, res.Next)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s as a JSON string, escaped as encoding/json
+// escapes it (HTML characters, U+2028 and U+2029 included; invalid UTF-8
+// as U+FFFD).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
 func (s *Server) dataAPI(api huma.API) {
 	q := op("query-data", http.MethodGet, "/api/v1/data/{resource}", dataTag,
 		"查询授权数据 / query granted data (联机查询/接口服务)")
@@ -110,15 +207,7 @@ func (s *Server) dataAPI(api huma.API) {
 			w.Flush()
 		} else {
 			out.ContentType = "application/json"
-			body := dataJSON{Resource: res.Resource, Items: res.Items, Records: make([]map[string]*string, len(res.Records)), Next: res.Next}
-			for i, r := range res.Records {
-				m := make(map[string]*string, len(r))
-				for j, v := range r {
-					m[res.Items[j]] = v
-				}
-				body.Records[i] = m
-			}
-			_ = json.NewEncoder(&buf).Encode(body)
+			buf.Write(appendDataJSON(make([]byte, 0, 256+len(res.Records)*64*len(res.Items)), res))
 		}
 		out.Body = buf.Bytes()
 		return out, nil

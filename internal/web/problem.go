@@ -1,7 +1,6 @@
 package web
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -112,9 +111,6 @@ func problemFrom(err error, reqID string) *Problem {
 	return p
 }
 
-func jsonString(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
+func jsonString(s string) string { return string(appendJSONString(nil, s)) }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }

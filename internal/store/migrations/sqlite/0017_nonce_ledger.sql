@@ -1,0 +1,19 @@
+-- The nonce ledger keyed by the signed request's own timestamp first.
+-- A replay repeats its timestamp and nonce (both are signed), so
+-- (signed_at, app_id, nonce) refuses every replay as (app_id, nonce)
+-- did, while new nonces land at the index's recent end instead of at
+-- random places in it, and nonces past the signature window are purged
+-- as one range of the key (no index of their own). No foreign key: a
+-- nonce is claimed only for a verified app, and kept ten minutes.
+CREATE TABLE app_nonces_new (
+    signed_at INTEGER NOT NULL,
+    app_id    INTEGER NOT NULL,
+    nonce     TEXT NOT NULL,
+    PRIMARY KEY (signed_at, app_id, nonce)
+) WITHOUT ROWID;
+-- Nonces claimed before this change keep the second they were seen in:
+-- still unique, purged in turn.
+INSERT OR IGNORE INTO app_nonces_new (signed_at, app_id, nonce)
+SELECT COALESCE(CAST(strftime('%s', seen_at) AS INTEGER), 0), app_id, nonce FROM app_nonces;
+DROP TABLE app_nonces;
+ALTER TABLE app_nonces_new RENAME TO app_nonces;
