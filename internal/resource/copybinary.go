@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"time"
 )
 
 // Rows loaded straight into a records table on PostgreSQL travel in
@@ -80,24 +79,6 @@ func appendBinary(b []byte, c *Column, v string) ([]byte, error) {
 	}
 	binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
 	return b, nil
-}
-
-// appendBinaryInt8 and appendBinaryTime append lineage fields.
-func appendBinaryInt8(b []byte, v int64) []byte {
-	b = binary.BigEndian.AppendUint32(b, 8)
-	return binary.BigEndian.AppendUint64(b, uint64(v))
-}
-
-func appendBinaryTime(b []byte, t time.Time) []byte {
-	// As pgx sends a time.Time: microseconds, truncated.
-	us := t.Unix()*1_000_000 + int64(t.Nanosecond())/1000 - pgEpochUnix*1_000_000
-	b = binary.BigEndian.AppendUint32(b, 8)
-	return binary.BigEndian.AppendUint64(b, uint64(us))
-}
-
-func appendBinaryText(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
-	return append(b, s...)
 }
 
 // pgEpochUnix is 2000-01-01 00:00:00 UTC, where PostgreSQL counts dates

@@ -230,6 +230,27 @@ func TestLoadingAnEmptyResourceDecidesAsStagingDoes(t *testing.T) {
 		if err := db.QueryRow(ctx, q, keyIndex, empty.Table+"_u_phone").Scan(&n); err != nil || n != 2 {
 			t.Fatalf("indexes after the load: %d %v", n, err)
 		}
+
+		// Every loaded record names the load's batch and one time in its
+		// lineage, as the staged upserts of the batch do.
+		var batches, times, sources int
+		if err := db.QueryRow(ctx, `SELECT COUNT(DISTINCT "_batch_created"), COUNT(DISTINCT "_created_at"), COUNT(DISTINCT "_source") FROM `+
+			empty.Table+` WHERE "_batch_created" = ? AND "_batch_updated" = ? AND "_created_at" = "_updated_at" AND "_source" = 'api'`,
+			a.ID, a.ID).Scan(&batches, &times, &sources); err != nil || batches != 1 || times != 1 || sources != 1 {
+			t.Fatalf("lineage of the loaded records: %d batches, %d times, %d sources (%v)", batches, times, sources, err)
+		}
+		var ofLoad int64
+		if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM `+empty.Table+` WHERE "_batch_created" = ?`, a.ID).Scan(&ofLoad); err != nil || ofLoad != a.Inserted {
+			t.Fatalf("%d records of the load's batch, want %d (%v)", ofLoad, a.Inserted, err)
+		}
+		if db.Dialect() == store.Postgres {
+			// The lineage defaults the load set are gone.
+			var defaults int
+			if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = ?
+				AND column_default IS NOT NULL`, empty.Table).Scan(&defaults); err != nil || defaults != 0 {
+				t.Fatalf("%d columns keep a default after the load (%v)", defaults, err)
+			}
+		}
 	})
 }
 
