@@ -71,6 +71,7 @@ type Service struct {
 	checkers sync.Map // checkerKey → *shapeChecker: the items' types and visible columns
 	rules    sync.Map // masking rule text → *mask.Rule
 	mounted  *resourceCache
+	lookups  *lookups
 }
 
 // New starts the service; Close flushes its usage counts.
@@ -79,7 +80,7 @@ func New(d Deps) *Service {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{db: d.DB, res: d.Resources, grants: d.Grants, audit: d.Audit, masker: d.Masker, cursors: d.Keys.Sealer("data/cursor"),
-		log: d.Log, now: store.Now, limits: newLimiter(), mounted: newResourceCache()}
+		log: d.Log, now: store.Now, limits: newLimiter(), mounted: newResourceCache(), lookups: newLookups()}
 	s.usage = newUsage(d.DB, d.Log, func() time.Time { return s.now() })
 	return s
 }

@@ -337,17 +337,27 @@ func (s *Service) query(ctx context.Context, u *use, q Request) (Result, error) 
 	res := Result{Resource: u.r.Code, Items: p.items, Names: p.names, Records: [][]*string{}}
 	var last resource.Position
 	more := false
-	err = s.res.Select(ctx, u.r, p.sel, func(vals []*string, pos resource.Position) error {
-		if int64(len(res.Records)) == limit {
-			more = true
-			return nil
+	if key, ok := s.lookupKey(u.r, p, len(q.Filters)); ok {
+		vals, found, err := s.lookups.get(ctx, s.res, u.r, p, key)
+		if err != nil {
+			return Result{}, err
 		}
-		res.Records = append(res.Records, s.masked(p, vals))
-		last = pos
-		return nil
-	})
-	if err != nil {
-		return Result{}, err
+		if found {
+			res.Records = append(res.Records, s.masked(p, vals))
+		}
+	} else {
+		err = s.res.Select(ctx, u.r, p.sel, func(vals []*string, pos resource.Position) error {
+			if int64(len(res.Records)) == limit {
+				more = true
+				return nil
+			}
+			res.Records = append(res.Records, s.masked(p, vals))
+			last = pos
+			return nil
+		})
+		if err != nil {
+			return Result{}, err
+		}
 	}
 	if more {
 		res.Next = s.cursor(p.queryHash(), last)

@@ -14,7 +14,8 @@ import (
 
 // Cond is one condition of a Selection on a column: Op is eq, in, gt,
 // ge, lt, le or prefix, and Values are canonical texts (one, or several
-// for in). Conditions are built by the data services from catalog
+// for in); any is in for the data services' batched lookups of one key
+// item (one array parameter on PostgreSQL, rows in no order). Conditions are built by the data services from catalog
 // metadata; Select turns them into SQL with every value a parameter.
 type Cond struct {
 	Column Column
@@ -249,11 +250,12 @@ func SelectSQL(d store.Dialect, r Resource, sel Selection) (string, []any, error
 }
 
 // keyFixed reports whether the conditions fix every key column to one
-// value (eq).
+// value (eq), or the only key column to a set of values the caller tells
+// apart by key (any: the data services' batched lookups).
 func keyFixed(keys []Column, where []Cond) bool {
 	for _, k := range keys {
 		if !slices.ContainsFunc(where, func(c Cond) bool {
-			return c.Op == "eq" && len(c.Values) == 1 && c.Column.MachineName == k.MachineName
+			return c.Column.MachineName == k.MachineName && (c.Op == "eq" && len(c.Values) == 1 || c.Op == "any" && len(keys) == 1)
 		}) {
 			return false
 		}
@@ -273,6 +275,17 @@ func rowCompare(cols []string, cmp string) string {
 func condSQL(d store.Dialect, c Cond) (string, []any, error) {
 	col := quote(c.Column.MachineName)
 	switch c.Op {
+	case "any":
+		// The data services' batched keyed lookups: on PostgreSQL one
+		// array parameter, so every batch runs the same statement.
+		if len(c.Values) == 0 {
+			return "1 = 0", nil, nil
+		}
+		if d == store.Postgres && c.Column.DataType == "C" {
+			return col + " = ANY(?)", []any{c.Values}, nil
+		}
+		c.Op = "in"
+		return condSQL(d, c)
 	case "in":
 		if len(c.Values) == 0 {
 			return "1 = 0", nil, nil

@@ -1,0 +1,170 @@
+package dataservice
+
+import (
+	"context"
+	"strings"
+	"sync"
+
+	"govshare/internal/resource"
+	"govshare/internal/store"
+)
+
+// Keyed lookups — a query that asks for one record by its key, the most
+// common call of a consumer's system — are read together: lookups of the
+// same resource, items and row scope that arrive while one read is under
+// way wait and go into the next read as one statement (key = ANY(…)),
+// as the nonce ledger and the audit log group their commits. A lone
+// lookup is read at once, as before; under load PostgreSQL runs one
+// statement for many lookups instead of one each, which costs it a
+// fraction per key (one plan, one round trip, one executor start).
+// Found and not found are told apart after the read, for every lookup of
+// the batch alike.
+type lookups struct {
+	mu     sync.Mutex
+	groups map[string]*lookupGroup
+}
+
+type lookupGroup struct {
+	queue   []*lookup
+	leading bool // a lookup is reading batches for the group
+}
+
+type lookup struct {
+	key string
+	res chan lookupResult
+}
+
+type lookupResult struct {
+	vals  []*string // the record's values, its own copy; nil: not found
+	err   error
+	lead  bool // the lookup now reads the next batch for the group
+	found bool
+}
+
+// maxLookups bounds one statement's keys.
+const maxLookups = 256
+
+func newLookups() *lookups { return &lookups{groups: map[string]*lookupGroup{}} }
+
+// lookupKey reports the key value when p is a keyed lookup that can be
+// read with others: one filter, eq on the resource's only key item, a
+// character item, no sort, no cursor, on PostgreSQL.
+func (s *Service) lookupKey(r resource.Resource, p *plan, filters int) (string, bool) {
+	if s.db == nil || s.db.Dialect() != store.Postgres || filters != 1 || p.sel.SortBy != nil || p.sel.After != nil {
+		return "", false
+	}
+	keys := r.Keys()
+	c := p.sel.Where[0]
+	if len(keys) != 1 || keys[0].DataType != "C" || c.Op != "eq" || len(c.Values) != 1 || c.Column.MachineName != keys[0].MachineName {
+		return "", false
+	}
+	return c.Values[0], true
+}
+
+// groupKey names the statement a lookup's batch runs: the table and its
+// shape, the items read, the row scope.
+func groupKey(r resource.Resource, p *plan) string {
+	var b strings.Builder
+	b.WriteString(r.Table)
+	b.WriteByte(0)
+	for _, c := range p.sel.Columns {
+		b.WriteString(c.MachineName)
+		b.WriteByte(',')
+	}
+	for _, c := range p.sel.Where[1:] { // the row scope
+		b.WriteByte(0)
+		b.WriteString(c.Column.MachineName)
+		b.WriteByte(' ')
+		b.WriteString(c.Op)
+		for _, v := range c.Values {
+			b.WriteByte(0)
+			b.WriteString(v)
+		}
+	}
+	return b.String()
+}
+
+// get reads the record of key with the other lookups of its group.
+func (l *lookups) get(ctx context.Context, res Resources, r resource.Resource, p *plan, key string) ([]*string, bool, error) {
+	gk := groupKey(r, p)
+	me := &lookup{key: key, res: make(chan lookupResult, 1)}
+	l.mu.Lock()
+	g := l.groups[gk]
+	if g == nil {
+		g = &lookupGroup{}
+		l.groups[gk] = g
+	}
+	g.queue = append(g.queue, me)
+	if g.leading {
+		l.mu.Unlock()
+		out := <-me.res
+		if !out.lead {
+			return out.vals, out.found, out.err
+		}
+		l.mu.Lock()
+	}
+	g.leading = true
+	n := min(len(g.queue), maxLookups)
+	batch := g.queue[:n:n]
+	g.queue = g.queue[n:]
+	l.mu.Unlock()
+
+	// A caller's cancelled request must not abort the others' read.
+	l.read(context.WithoutCancel(ctx), res, r, p, batch)
+
+	l.mu.Lock()
+	if len(g.queue) > 0 {
+		g.queue[0].res <- lookupResult{lead: true}
+	} else {
+		g.leading = false
+		delete(l.groups, gk)
+	}
+	l.mu.Unlock()
+	out := <-me.res
+	return out.vals, out.found, out.err
+}
+
+// read runs one statement for a batch of lookups and answers each.
+func (l *lookups) read(ctx context.Context, res Resources, r resource.Resource, p *plan, batch []*lookup) {
+	keys := make([]string, 0, len(batch))
+	seen := make(map[string]bool, len(batch))
+	for _, lk := range batch {
+		if !seen[lk.key] {
+			seen[lk.key] = true
+			keys = append(keys, lk.key)
+		}
+	}
+	sel := resource.Selection{Columns: p.sel.Columns, Where: make([]resource.Cond, 0, len(p.sel.Where))}
+	sel.Where = append(sel.Where, resource.Cond{Column: p.sel.Where[0].Column, Op: "any", Values: keys})
+	sel.Where = append(sel.Where, p.sel.Where[1:]...)
+	found := make(map[string][]string, len(keys))
+	nulls := make(map[string][]bool, len(keys))
+	err := res.Select(ctx, r, sel, func(vals []*string, pos resource.Position) error {
+		v, null := make([]string, len(vals)), make([]bool, len(vals))
+		for i, x := range vals {
+			if x == nil {
+				null[i] = true
+			} else {
+				v[i] = *x
+			}
+		}
+		found[pos.Keys[0]], nulls[pos.Keys[0]] = v, null
+		return nil
+	})
+	for _, lk := range batch {
+		v, ok := found[lk.key]
+		if err != nil || !ok {
+			lk.res <- lookupResult{err: err}
+			continue
+		}
+		// Each lookup gets its own copy: the caller masks it in place.
+		out, strs := make([]*string, len(v)), make([]string, len(v))
+		copy(strs, v)
+		for i := range strs {
+			if !nulls[lk.key][i] {
+				out[i] = &strs[i]
+			}
+		}
+		lk.res <- lookupResult{vals: out, found: true}
+	}
+}
