@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"govshare/client"
+	"govshare/internal/audit"
 	"govshare/internal/catalog"
 	"govshare/internal/checkdigit"
 	"govshare/internal/identity"
@@ -168,6 +169,56 @@ func TestDataServicesOverHTTP(t *testing.T) {
 		}
 		if limited == nil || limited.Header.Get("Retry-After") != "1" {
 			t.Fatalf("no 429 with Retry-After: %v", limited)
+		}
+		time.Sleep(1100 * time.Millisecond)
+		// A replayed query is refused, with no data and no data.query
+		// event of its own, also when the copies arrive at once.
+		queries := func() int {
+			evs, err := e.log.List(ctx, audit.Filter{Action: "data.query", Result: audit.ResultOK, Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(evs)
+		}
+		before := queries()
+		send := func(req *http.Request) (int, string) {
+			resp, err := http.DefaultClient.Do(req.Clone(ctx))
+			if err != nil {
+				t.Error(err)
+				return 0, ""
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		lookup := func() *http.Request {
+			req, _ := http.NewRequest("GET", base+"?filter="+url.QueryEscape("citizen_id:eq:"+ids[5]), nil)
+			if err := signer.SignRequest(req, "低保对象身份核验"); err != nil {
+				t.Fatal(err)
+			}
+			return req
+		}
+		once := lookup()
+		if status, body := send(once); status != 200 || !strings.Contains(body, ids[5][14:]) {
+			t.Fatalf("first: %d %s", status, body)
+		}
+		if status, body := send(once); status != 401 || !strings.Contains(body, "share.nonce_reused") || strings.Contains(body, ids[5][14:]) {
+			t.Fatalf("replay: %d %s", status, body)
+		}
+		twice := lookup()
+		statuses := make(chan int, 2)
+		for range 2 {
+			go func() { s, _ := send(twice); statuses <- s }()
+		}
+		if a, b := <-statuses, <-statuses; a+b != 200+401 {
+			t.Fatalf("two copies at once: %d and %d", a, b)
+		}
+		if n := queries() - before; n != 2 {
+			t.Fatalf("%d data.query events for two answered queries", n)
+		}
+		if evs, _ := e.log.List(ctx, audit.Filter{Action: "app.auth_failed", Limit: 100}); len(evs) < 2 ||
+			!strings.Contains(evs[0].Details+evs[1].Details, "share.nonce_reused") {
+			t.Fatalf("replays not audited: %+v", evs)
 		}
 		time.Sleep(1100 * time.Millisecond)
 		// Comparison.
