@@ -69,6 +69,35 @@ func TestConcurrentAppendsFormOneChain(t *testing.T) {
 	})
 }
 
+// Two servers share the database and so one chain: each appends after
+// the head it knows, and finds out when the other moved it.
+func TestTwoServersAppendToOneChain(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		logs := []*audit.Log{openLog(t, db, audit.SM3), openLog(t, db, audit.SM3)}
+		var wg sync.WaitGroup
+		for w := range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					// Turns alternate between the servers, so each often
+					// finds the head moved since its last batch.
+					l := logs[(w+i)%2]
+					if err := l.Append(context.Background(), audit.Event{Action: "login", ActorName: fmt.Sprintf("w%d-%d", w, i)}); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		rep := mustVerify(t, logs[0])
+		if !rep.OK() || rep.Checked != 400 || rep.LastSeq != 400 {
+			t.Fatalf("verify: %+v %v", rep, rep.Break)
+		}
+	})
+}
+
 func TestVerifyCatchesTampering(t *testing.T) {
 	cases := []struct {
 		name    string
