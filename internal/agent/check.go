@@ -30,17 +30,25 @@ import (
 // by commands fetched before its report is not run twice.
 type checkRunner struct {
 	mu      sync.Mutex
-	started map[int64]bool // id → still running
+	started map[int64]bool                    // id → still running
+	stop    map[int64]context.CancelCauseFunc // of the checks still running
 	wg      sync.WaitGroup
 }
 
-// runChecks starts the checks of the commands not started yet.
+// errCheckUnlisted stops a check the center no longer lists.
+var errCheckUnlisted = errors.New("the center no longer lists the check (cancelled or over)")
+
+// runChecks starts the checks of the commands not started yet, and stops
+// those running that the commands no longer list. The center lists a
+// check until it is over, and these commands are newer than those that
+// started it: one no longer listed was cancelled, or the center has just
+// heard its end.
 func (a *Agent) runChecks(ctx context.Context, reqs []wire.CheckRequest) {
 	c := &a.checks
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.started == nil {
-		c.started = map[int64]bool{}
+		c.started, c.stop = map[int64]bool{}, map[int64]context.CancelCauseFunc{}
 	}
 	listed := map[int64]bool{}
 	for _, req := range reqs {
@@ -49,9 +57,13 @@ func (a *Agent) runChecks(ctx context.Context, reqs []wire.CheckRequest) {
 			continue
 		}
 		c.started[req.ID] = true
+		checkCtx, stop := context.WithCancelCause(ctx)
+		c.stop[req.ID] = stop
 		c.wg.Go(func() {
-			over := a.runCheck(ctx, req)
+			defer stop(nil)
+			over := a.runCheck(checkCtx, req)
 			c.mu.Lock()
+			delete(c.stop, req.ID)
 			if over {
 				c.started[req.ID] = false
 			} else {
@@ -61,7 +73,11 @@ func (a *Agent) runChecks(ctx context.Context, reqs []wire.CheckRequest) {
 		})
 	}
 	for id, running := range c.started {
-		if !running && !listed[id] {
+		switch {
+		case listed[id]:
+		case running:
+			c.stop[id](errCheckUnlisted)
+		default:
 			delete(c.started, id)
 		}
 	}
@@ -78,6 +94,11 @@ func (a *Agent) runCheck(ctx context.Context, req wire.CheckRequest) (over bool)
 	}
 	started := time.Now()
 	rep, err := a.fullCheck(ctx, req)
+	if errors.Is(context.Cause(ctx), errCheckUnlisted) || checkOver(err) {
+		// Cancelled at the center: nothing to report.
+		log.Info("full check stopped: the center ended it", "why", stopReason(ctx, err))
+		return true
+	}
 	if ctx.Err() != nil {
 		return false // the node stops: the check stays pending and runs again at the next start
 	}
@@ -88,10 +109,37 @@ func (a *Agent) runCheck(ctx context.Context, req wire.CheckRequest) (over bool)
 		log.Info("full check done", "rows", rep.Rows, "chunks", rep.Chunks, "differ", rep.Differ, "took", time.Since(started).Round(time.Millisecond))
 	}
 	if err := a.checkCall(ctx, wire.PathChecks, rep, nil); err != nil {
+		if checkOver(err) || errors.Is(context.Cause(ctx), errCheckUnlisted) {
+			// Cancelled meanwhile, or the center heard the result and
+			// the answer was cut short: the check is over either way.
+			log.Info("full check result not taken: the center ended the check", "why", stopReason(ctx, err))
+			return true
+		}
 		log.Error("full check result not delivered", "err", err)
 		return errors.As(err, &refused)
 	}
 	return true
+}
+
+// checkOver says whether the center refused a call about a check because
+// the check is over: cancelled, or ended otherwise.
+func checkOver(err error) bool {
+	var refused *refusedError
+	if !errors.As(err, &refused) {
+		return false
+	}
+	var body struct {
+		Code string `json:"code"`
+	}
+	return json.Unmarshal([]byte(refused.body), &body) == nil && body.Code == "exchange.check_over"
+}
+
+// stopReason says why a check stopped before its end.
+func stopReason(ctx context.Context, err error) string {
+	if checkOver(err) {
+		return reason(err)
+	}
+	return context.Cause(ctx).Error()
 }
 
 // fullCheck compares the two sides of a check. The provider's side — the

@@ -29,6 +29,10 @@ import (
 // puts the check into the node's commands, and the node runs it, asking
 // the center for its side's checksums chunk by chunk (PathChecksums) and
 // reporting the result (PathChecks). Keys that differ raise an alarm.
+//
+// A check waiting or running can be cancelled by those who may request
+// it; one no node has started within checkWait fails by itself, so that a
+// node offline for good does not block the next check.
 
 // Check is one full check.
 type Check struct {
@@ -37,7 +41,7 @@ type Check struct {
 	JobID       int64      `json:"job_id,omitempty"`
 	SubID       int64      `json:"subscription_id,omitempty"`
 	NodeID      int64      `json:"node_id" doc:"执行核对的前置机 / the node that runs it"`
-	State       string     `json:"state" enum:"requested,running,done,failed" doc:"requested 待执行 / running 进行中 / done 完成 / failed 失败"`
+	State       string     `json:"state" enum:"requested,running,done,failed,cancelled" doc:"requested 待执行 / running 进行中 / done 完成 / failed 失败 / cancelled 已取消"`
 	RequestedBy string     `json:"requested_by" doc:"发起人 / requested by (login)"`
 	RequestedAt time.Time  `json:"requested_at"`
 	StartedAt   *time.Time `json:"started_at,omitempty"`
@@ -46,9 +50,18 @@ type Check struct {
 	Chunks      int        `json:"chunks" doc:"分块数 / chunks compared"`
 	Differ      int        `json:"differ" doc:"不一致的主键数 / keys that differ"`
 	Keys        []CheckKey `json:"keys" doc:"前 1000 个不一致的主键 / the first 1000 keys that differ"`
-	Error       string     `json:"error,omitempty" doc:"失败原因 / why it failed"`
+	Error       string     `json:"error,omitempty" doc:"失败或取消的原因 / why it failed or who cancelled it"`
 	spec        wire.CheckRequest
 }
+
+// CheckCancelled is the state of a check cancelled before it ended. Only
+// the center knows it: the node hears of a check while it is requested
+// or running, and is refused it once it is over (ErrCheckOver).
+const CheckCancelled = "cancelled"
+
+// checkWait is how long a requested check waits for its node to start
+// it before it fails.
+const checkWait = 24 * time.Hour
 
 // CheckKey is one key that differs: changed, missing at the target or
 // extra (only at the target). The target is the resource for a job, the
@@ -61,7 +74,7 @@ var (
 		"a check is of a job or of a subscription")
 	ErrCheckPending = apperr.New(http.StatusConflict, "exchange.check_pending", "已有一次全量核对在等待或进行中，请待其结束后再发起",
 		"a full check of it is already waiting or running; wait for it to end")
-	ErrCheckOver      = apperr.New(http.StatusConflict, "exchange.check_over", "该核对已结束", "the check is over")
+	ErrCheckOver      = apperr.New(http.StatusConflict, "exchange.check_over", "该核对已结束(已完成、失败或已取消)", "the check is over (done, failed or cancelled)")
 	ErrCheckKeyMasked = apperr.Invalid("exchange.check_key_masked", "subscription", "授权对主键信息项脱敏，无法按主键核对",
 		"the grant masks a key item, so keys cannot be compared")
 	ErrCheckKeyUnmapped = apperr.Invalid("exchange.check_key_unmapped", "job", "任务未映射资源的全部主键信息项，无法核对",
@@ -109,11 +122,54 @@ func scanCheck(row store.Row) (Check, error) {
 }
 
 func (s *Service) checkByID(ctx context.Context, id int64) (Check, error) {
-	c, err := scanCheck(s.DB.QueryRow(ctx, "SELECT "+checkCols+checkFrom+" WHERE c.id = ?", id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return c, apperr.ErrNotFound
+	list, err := s.selectChecks(ctx, "c.id = ?", id)
+	if err != nil {
+		return Check{}, err
 	}
-	return c, err
+	if len(list) == 0 {
+		return Check{}, apperr.ErrNotFound
+	}
+	return list[0], nil
+}
+
+// Expiry. The center has no periodic work of its own for checks, and a
+// check's state matters only when it is read or another is requested: so
+// every read of checks goes through selectChecks, which fails the expired
+// ones it meets before answering, and RequestCheck fails them when one
+// stands in the way of the new one. Nothing is written while no check has
+// expired.
+
+// expired says whether a check has waited checkWait for its node.
+func (s *Service) expired(c Check) bool {
+	return c.State == wire.CheckRequested && !c.RequestedAt.After(s.now().Add(-checkWait))
+}
+
+// expireChecks fails the checks no node started within checkWait, and
+// says how many.
+func (s *Service) expireChecks(ctx context.Context) (int64, error) {
+	now := s.now()
+	res, err := s.DB.Exec(ctx, "UPDATE exchange_checks SET state = 'failed', finished_at = ?, error = ? WHERE state = 'requested' AND requested_at <= ?",
+		now, "前置机24小时内未开始核对(可能离线)，请确认前置机在线后重新发起 / "+
+			"the node did not start the check within 24 hours (it may be offline); make sure it is online and request the check again",
+		now.Add(-checkWait).UTC())
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// selectChecks reads the checks that match where (a condition, and an
+// ORDER BY if any), failing first those that expired.
+func (s *Service) selectChecks(ctx context.Context, where string, args ...any) ([]Check, error) {
+	q := "SELECT " + checkCols + checkFrom + " WHERE " + where
+	list, err := store.All(ctx, s.DB, scanCheck, q, args...)
+	if err != nil || !slices.ContainsFunc(list, s.expired) {
+		return list, err
+	}
+	if _, err := s.expireChecks(ctx); err != nil {
+		return nil, err
+	}
+	return store.All(ctx, s.DB, scanCheck, q, args...)
 }
 
 // RequestCheck asks for a full check of a job or a subscription (kind job
@@ -161,8 +217,19 @@ func (s *Service) RequestCheck(ctx context.Context, actor policy.Actor, kind str
 	}
 	b, _ := json.Marshal(spec)
 	var checkID int64
-	err = s.DB.QueryRow(ctx, `INSERT INTO exchange_checks (kind, job_id, subscription_id, node_id, spec, requested_by, requested_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, kind, spec.JobID, spec.Subscription, nodeID, string(b), actor.UserID, s.now()).Scan(&checkID)
+	insert := func() error {
+		return s.DB.QueryRow(ctx, `INSERT INTO exchange_checks (kind, job_id, subscription_id, node_id, spec, requested_by, requested_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, kind, spec.JobID, spec.Subscription, nodeID, string(b), actor.UserID, s.now()).Scan(&checkID)
+	}
+	err = insert()
+	if store.IsUniqueViolation(err) {
+		// The check in the way may have expired: then it is no longer.
+		if n, xerr := s.expireChecks(ctx); xerr != nil {
+			err = xerr
+		} else if n > 0 {
+			err = insert()
+		}
+	}
 	if store.IsUniqueViolation(err) {
 		return Check{}, ErrCheckPending
 	} else if err != nil {
@@ -273,7 +340,7 @@ func (s *Service) Checks(ctx context.Context, actor policy.Actor, kind string, i
 	default:
 		return nil, ErrCheckKind
 	}
-	return store.All(ctx, s.DB, scanCheck, "SELECT "+checkCols+checkFrom+" WHERE "+where+" ORDER BY c.id DESC LIMIT 100", id)
+	return s.selectChecks(ctx, where+" ORDER BY c.id DESC LIMIT 100", id)
 }
 
 // Check returns one check to those who may see its job or subscription.
@@ -296,10 +363,63 @@ func (s *Service) Check(ctx context.Context, actor policy.Actor, id int64) (Chec
 	return c, nil
 }
 
+// CancelCheck ends a check that is waiting or running. Those who may
+// request a check of its job or subscription may cancel it; the node
+// running it is refused from then on (ErrCheckOver) and stops.
+func (s *Service) CancelCheck(ctx context.Context, actor policy.Actor, id int64) (Check, error) {
+	c, err := s.checkByID(ctx, id)
+	if err != nil {
+		return c, err
+	}
+	dept, err := s.checkDept(ctx, c)
+	if err != nil {
+		return Check{}, err
+	}
+	if err := s.authorize(ctx, actor, policy.ExchangeManage, dept, "exchange_check", itoa(id)); err != nil {
+		return Check{}, err
+	}
+	if c.State != wire.CheckRequested && c.State != wire.CheckRunning {
+		return Check{}, ErrCheckOver
+	}
+	who := actor.Login
+	if who == "" {
+		who = actor.App
+	}
+	// Conditional: a node that reports the end at the same moment wins,
+	// and the check is not cancelled after it.
+	res, err := s.DB.Exec(ctx, `UPDATE exchange_checks SET state = ?, finished_at = ?, error = ? WHERE id = ? AND state IN ('requested', 'running')`,
+		CheckCancelled, s.now(), "已由 "+who+" 取消 / cancelled by "+who, id)
+	if err != nil {
+		return Check{}, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return Check{}, ErrCheckOver
+	}
+	if err := s.Audit.Append(ctx, audit.By(actor, "exchange.check_cancel", "exchange_check", itoa(id), audit.ResultOK,
+		map[string]any{"kind": c.Kind, "job_id": c.JobID, "subscription_id": c.SubID, "node_id": c.NodeID, "was": c.State})); err != nil {
+		return Check{}, err
+	}
+	s.nudge(c.NodeID) // its commands no longer list the check: a node running it stops
+	return s.checkByID(ctx, id)
+}
+
+// checkDept is the department that requests and cancels a check: the
+// subscription's (the consumer's), or the job's, which is its node's.
+// A job deleted since still has its check's node.
+func (s *Service) checkDept(ctx context.Context, c Check) (int64, error) {
+	if c.Kind == wire.CheckSubscription {
+		x, err := s.sub(ctx, c.SubID)
+		return x.DeptID, err
+	}
+	var dept int64
+	err := s.DB.QueryRow(ctx, "SELECT dept_id FROM nodes WHERE id = ?", c.NodeID).Scan(&dept)
+	return dept, err
+}
+
 // pendingChecks are the checks a node is to run or is running: a node
 // that restarted mid-check runs it again.
 func (s *Service) pendingChecks(ctx context.Context, nodeID int64) ([]wire.CheckRequest, error) {
-	list, err := store.All(ctx, s.DB, scanCheck, "SELECT "+checkCols+checkFrom+" WHERE c.node_id = ? AND c.state IN ('requested', 'running') ORDER BY c.id", nodeID)
+	list, err := s.selectChecks(ctx, "c.node_id = ? AND c.state IN ('requested', 'running') ORDER BY c.id", nodeID)
 	if err != nil {
 		return nil, err
 	}
@@ -403,7 +523,7 @@ var errEnough = errors.New("enough for one answer")
 func (s *Service) centerChecksums(ctx context.Context, c Check, q wire.ChecksumQuery) (wire.Checksums, error) {
 	var out wire.Checksums
 	if c.State != wire.CheckRequested && c.State != wire.CheckRunning {
-		return out, ErrCheckOver
+		return out, checkOver(c)
 	}
 	side, err := s.sideOf(ctx, c)
 	if err != nil {
@@ -478,7 +598,7 @@ func (s *Service) serveCheckReport(w http.ResponseWriter, r *http.Request, n nod
 	}
 	switch rep.State {
 	case wire.CheckRunning:
-		_, err = s.DB.Exec(ctx, "UPDATE exchange_checks SET state = 'running', started_at = ? WHERE id = ? AND state = 'requested'", s.now(), c.ID)
+		err = s.startCheck(ctx, c)
 	case wire.CheckDone, wire.CheckFailed:
 		err = s.finishCheck(ctx, n, c, rep)
 	default:
@@ -490,12 +610,58 @@ func (s *Service) serveCheckReport(w http.ResponseWriter, r *http.Request, n nod
 	return writeJSON(w, map[string]any{"recorded": true})
 }
 
+// checkOver is the refusal of a node's call about a check that is over:
+// it says how it ended, so that the node's log and its report of the
+// failure say why it stopped.
+func checkOver(c Check) error {
+	switch c.State {
+	case CheckCancelled:
+		return ErrCheckOver.With("该核对已取消："+c.Error, "the check was cancelled: "+c.Error)
+	case wire.CheckFailed:
+		return ErrCheckOver.With("该核对已结束(失败)："+c.Error, "the check is over (failed): "+c.Error)
+	}
+	return ErrCheckOver.With("该核对已完成", "the check is done")
+}
+
+// startCheck records that the node started a check, again after a
+// restart: started_at stays the first start. A check over is refused, so
+// that the node does not run it.
+func (s *Service) startCheck(ctx context.Context, c Check) error {
+	if c.State != wire.CheckRequested && c.State != wire.CheckRunning {
+		return checkOver(c)
+	}
+	res, err := s.DB.Exec(ctx, "UPDATE exchange_checks SET state = 'running', started_at = COALESCE(started_at, ?) WHERE id = ? AND state IN ('requested', 'running')",
+		s.now(), c.ID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return s.refuseOver(ctx, c.ID)
+	}
+	return nil
+}
+
+// refuseOver is the refusal of a call about a check that ended while the
+// call was answered.
+func (s *Service) refuseOver(ctx context.Context, id int64) error {
+	c, err := s.checkByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	return checkOver(c)
+}
+
 // finishCheck records a check's result once, audits it, and raises an
 // alarm when keys differ — before the check reads done, so that whoever
-// sees it done sees its alarm too.
+// sees it done sees its alarm too. A check over keeps its end: the same
+// result reported again (its answer lost on the way) is taken as heard,
+// any other report is refused, and a check cancelled stays cancelled.
 func (s *Service) finishCheck(ctx context.Context, n nodeCtx, c Check, rep wire.CheckReport) error {
-	if c.State != wire.CheckRequested && c.State != wire.CheckRunning {
+	if c.State == rep.State {
 		return nil // reported before
+	}
+	if c.State != wire.CheckRequested && c.State != wire.CheckRunning {
+		return checkOver(c)
 	}
 	if len(rep.Keys) > wire.MaxCheckKeys {
 		rep.Keys = rep.Keys[:wire.MaxCheckKeys]
@@ -535,11 +701,15 @@ func (s *Service) finishCheck(ctx context.Context, n nodeCtx, c Check, rep wire.
 	}
 	keys, _ := json.Marshal(rep.Keys)
 	now := s.now()
-	if _, err := s.DB.Exec(ctx, `UPDATE exchange_checks SET state = ?, started_at = COALESCE(started_at, ?), finished_at = ?, rows_compared = ?, chunks = ?,
+	res, err := s.DB.Exec(ctx, `UPDATE exchange_checks SET state = ?, started_at = COALESCE(started_at, ?), finished_at = ?, rows_compared = ?, chunks = ?,
 		differ = ?, diff_keys = ?, error = ? WHERE id = ? AND state IN ('requested', 'running')`,
-		rep.State, now, now, rep.Rows, rep.Chunks, rep.Differ, string(keys), rep.Error, c.ID); err != nil {
+		rep.State, now, now, rep.Rows, rep.Chunks, rep.Differ, string(keys), rep.Error, c.ID)
+	if err != nil {
 		return err
 	}
 	s.nudge(n.id)
+	if k, _ := res.RowsAffected(); k == 0 {
+		return s.refuseOver(ctx, c.ID) // cancelled meanwhile
+	}
 	return nil
 }

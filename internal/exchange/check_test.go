@@ -1,12 +1,15 @@
 package exchange_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,8 +22,10 @@ import (
 
 	"govshare/internal/agent"
 	"govshare/internal/apperr"
+	"govshare/internal/audit"
 	"govshare/internal/exchange"
 	"govshare/internal/exchange/wire"
+	"govshare/internal/pki"
 	"govshare/internal/policy"
 	"govshare/internal/store"
 	"govshare/internal/storetest"
@@ -240,11 +245,13 @@ func TestFullCheckListsTheKeysThatDiffer(t *testing.T) {
 		// (The node may have finished the first already: then a second
 		// is welcome. internal/web's API test meets the rule with no node
 		// running.)
+		jobChecks := 2 // this one and the one after tampering below
 		if second, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID); err == nil {
 			if done, _ := c.ex.Check(ctx, c.gaj, first.ID); done.State == "requested" || done.State == "running" {
 				t.Fatalf("a second check while the first is %s", done.State)
 			}
 			waitCheck(t, c, c.gaj, second.ID)
+			jobChecks++
 		} else if !errors.Is(err, exchange.ErrCheckPending) {
 			t.Fatalf("a second check while one is pending: %v", err)
 		}
@@ -325,8 +332,284 @@ func TestFullCheckListsTheKeysThatDiffer(t *testing.T) {
 			t.Fatal("a job check that found differences raised no alarm")
 		}
 		list, err := c.ex.Checks(ctx, c.gaj, wire.CheckJob, job.ID)
-		if err != nil || len(list) != 2 || list[0].ID != jc.ID || list[0].RequestedBy != "gaj.admin" || list[0].FinishedAt == nil {
+		if err != nil || len(list) != jobChecks || list[0].ID != jc.ID || list[0].RequestedBy != "gaj.admin" || list[0].FinishedAt == nil {
 			t.Fatalf("the job's checks, newest first: %+v, %v", list, err)
+		}
+
+		// Cancelled as soon as it is requested, whether the node started
+		// it or not: the node drops it, it stays cancelled, and the next
+		// check runs.
+		cancelled, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.ex.CancelCheck(ctx, c.gaj, cancelled.ID); err != nil && !errors.Is(err, exchange.ErrCheckOver) {
+			t.Fatalf("cancel a check just requested: %v", err)
+		}
+		if jc = runCheck(t, c, c.gaj, wire.CheckJob, job.ID); keysOf(jc) != "11:changed 12:extra 8888:missing" {
+			t.Fatalf("the check after a cancelled one: %s", keysOf(jc))
+		}
+		if got, _ := c.ex.Check(ctx, c.gaj, cancelled.ID); got.State != exchange.CheckCancelled && got.State != wire.CheckDone {
+			t.Fatalf("the cancelled check is %s: %s", got.State, got.Error)
+		}
+	})
+}
+
+// fakeNode is a node of a department that the test drives by hand: it
+// enrols, and posts to the node endpoint with its certificate as an agent
+// would.
+type fakeNode struct {
+	id     int64
+	url    string
+	client *http.Client
+}
+
+func (c *center) fakeNode(t *testing.T, actor policy.Actor, dept int64, name string) *fakeNode {
+	t.Helper()
+	nodeID, key, cert, ca := c.enrol(t, actor, dept, name)
+	cfg, err := pki.ClientTLS(cert, key, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: cfg}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &fakeNode{id: nodeID, url: c.url, client: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// post sends body to the center and returns the status and the code of a
+// refusal.
+func (n *fakeNode) post(t *testing.T, path string, body any) (int, string) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := n.client.Post(n.url+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		Code string `json:"code"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&answer)
+	return resp.StatusCode, answer.Code
+}
+
+// listed says whether the node's commands list a check.
+func (n *fakeNode) listed(t *testing.T, c *center, id int64) bool {
+	t.Helper()
+	cmds, err := c.ex.Commands(context.Background(), n.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(cmds.Checks, func(r wire.CheckRequest) bool { return r.ID == id })
+}
+
+// checkJob is a job of the provider on node, never run: its checks wait
+// for the test to play the node.
+func checkJob(t *testing.T, c *center, node int64) exchange.Job {
+	t.Helper()
+	j, err := c.ex.CreateJob(context.Background(), c.gaj, node, wire.JobSpec{Name: "人口核对", Resource: c.resource.Code, Source: "hjk", Table: "people",
+		Mapping: []wire.ColumnMapping{{Column: "id", Item: "person_id"}, {Column: "xm", Item: "name"}}, Mode: wire.ModeFull, Schedule: wire.ScheduleOnce})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func audited(t *testing.T, db *store.DB, action string, id int64) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(context.Background(), "SELECT COUNT(*) FROM audit_events WHERE action = ? AND object_id = ? AND result = ?",
+		action, fmt.Sprint(id), audit.ResultOK).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestFullCheckCancelledByWhoMayRequestIt: a check waiting for its node or
+// running on it is cancelled by those who may request it, and no one else;
+// the node is refused it from then on and its report changes nothing; a
+// check that is over cannot be cancelled; a new one can be requested.
+func TestFullCheckCancelledByWhoMayRequestIt(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		c := newCenter(t, db)
+		node := c.fakeNode(t, c.gaj, c.gajDept, "gaj-node")
+		job := checkJob(t, c, node.id)
+		status := func(id int64) exchange.Check {
+			t.Helper()
+			ch, err := c.ex.Check(ctx, c.gaj, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ch
+		}
+
+		// Waiting for the node: another department's administrator may
+		// not cancel it, the job's may.
+		ch, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil || ch.State != wire.CheckRequested || !node.listed(t, c, ch.ID) {
+			t.Fatalf("request a check: %+v, %v", ch, err)
+		}
+		if _, err := c.ex.CancelCheck(ctx, c.mzj, ch.ID); !errors.Is(err, apperr.ErrDenied) {
+			t.Fatalf("another department's administrator cancelled the check: %v", err)
+		}
+		if got := status(ch.ID); got.State != wire.CheckRequested {
+			t.Fatalf("a refused cancel changed the check: %s", got.State)
+		}
+		if _, err := c.ex.CancelCheck(ctx, c.gaj, 1<<40); !errors.Is(err, apperr.ErrNotFound) {
+			t.Fatalf("cancel a check that does not exist: %v", err)
+		}
+		got, err := c.ex.CancelCheck(ctx, c.gaj, ch.ID)
+		if err != nil || got.State != exchange.CheckCancelled || got.FinishedAt == nil || got.Error != "已由 gaj.admin 取消 / cancelled by gaj.admin" {
+			t.Fatalf("cancel a waiting check: %+v, %v", got, err)
+		}
+		if n := audited(t, db, "exchange.check_cancel", ch.ID); n != 1 {
+			t.Fatalf("%d audit events of the cancel", n)
+		}
+		if list, _ := c.ex.Checks(ctx, c.gaj, wire.CheckJob, job.ID); len(list) != 1 || list[0].State != exchange.CheckCancelled {
+			t.Fatalf("the job's checks after the cancel: %+v", list)
+		}
+
+		// The node hears of it no more; whatever it sends about it is
+		// refused and changes nothing.
+		if node.listed(t, c, ch.ID) {
+			t.Fatal("the node's commands still list the cancelled check")
+		}
+		for _, call := range []struct {
+			path string
+			body any
+		}{
+			{wire.PathChecks, wire.CheckReport{ID: ch.ID, State: wire.CheckRunning}},
+			{wire.PathChecksums, wire.ChecksumQuery{Check: ch.ID, Max: 10}},
+			{wire.PathChecks, wire.CheckReport{ID: ch.ID, State: wire.CheckDone, Rows: 5, Chunks: 1}},
+			{wire.PathChecks, wire.CheckReport{ID: ch.ID, State: wire.CheckFailed, Error: "stopped"}},
+		} {
+			if st, code := node.post(t, call.path, call.body); st != http.StatusConflict || code != "exchange.check_over" {
+				t.Fatalf("the node's %s %+v about a cancelled check: %d %s", call.path, call.body, st, code)
+			}
+		}
+		if after := status(ch.ID); after.State != exchange.CheckCancelled || after.Error != got.Error || after.Rows != 0 || after.StartedAt != nil {
+			t.Fatalf("the node's calls changed the cancelled check: %+v", after)
+		}
+		if _, err := c.ex.CancelCheck(ctx, c.gaj, ch.ID); !errors.Is(err, exchange.ErrCheckOver) {
+			t.Fatalf("cancel a cancelled check: %v", err)
+		}
+
+		// A new check may be requested; running on the node, the platform
+		// administrator cancels it, and the node's result comes too late.
+		run, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil {
+			t.Fatalf("a new check after the cancelled one: %v", err)
+		}
+		if st, code := node.post(t, wire.PathChecks, wire.CheckReport{ID: run.ID, State: wire.CheckRunning}); st != http.StatusOK {
+			t.Fatalf("the node starts the check: %d %s", st, code)
+		}
+		if got := status(run.ID); got.State != wire.CheckRunning || got.StartedAt == nil {
+			t.Fatalf("a started check: %+v", got)
+		}
+		if got, err = c.ex.CancelCheck(ctx, c.admin, run.ID); err != nil || got.State != exchange.CheckCancelled || got.Error != "已由 admin 取消 / cancelled by admin" {
+			t.Fatalf("cancel a running check: %+v, %v", got, err)
+		}
+		if st, code := node.post(t, wire.PathChecks, wire.CheckReport{ID: run.ID, State: wire.CheckDone, Rows: 5, Chunks: 1, Differ: 1,
+			Keys: []wire.CheckKey{{Key: "1", Kind: wire.DiffChanged}}}); st != http.StatusConflict || code != "exchange.check_over" {
+			t.Fatalf("the node's result of a cancelled check: %d %s", st, code)
+		}
+		if after := status(run.ID); after.State != exchange.CheckCancelled || after.Differ != 0 || len(after.Keys) != 0 {
+			t.Fatalf("the node's result overwrote the cancel: %+v", after)
+		}
+		if n := audited(t, db, "exchange.check_result", run.ID); n != 0 {
+			t.Fatalf("a refused result was audited as recorded: %d", n)
+		}
+
+		// A check that is done cannot be cancelled; the node's result,
+		// sent again, is taken as heard.
+		done, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		result := wire.CheckReport{ID: done.ID, State: wire.CheckDone, Rows: 5, Chunks: 1}
+		for i := range 2 {
+			if st, code := node.post(t, wire.PathChecks, result); st != http.StatusOK {
+				t.Fatalf("the node's result (%d): %d %s", i+1, st, code)
+			}
+		}
+		if _, err := c.ex.CancelCheck(ctx, c.gaj, done.ID); !errors.Is(err, exchange.ErrCheckOver) {
+			t.Fatalf("cancel a check that is done: %v", err)
+		}
+		if got := status(done.ID); got.State != wire.CheckDone || got.Rows != 5 {
+			t.Fatalf("the done check: %+v", got)
+		}
+	})
+}
+
+// TestFullCheckNotStartedWithinADayFails: a check no node started within
+// 24 hours of its request fails by itself, says why, and no longer stands
+// in the way of a new one; one started in time is left alone.
+func TestFullCheckNotStartedWithinADayFails(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		c := newCenter(t, db)
+		node := c.fakeNode(t, c.gaj, c.gajDept, "gaj-node")
+		job := checkJob(t, c, node.id)
+		requestedAgo := func(id int64, d time.Duration) {
+			t.Helper()
+			if _, err := db.Exec(ctx, "UPDATE exchange_checks SET requested_at = ? WHERE id = ?", store.Now().Add(-d), id); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		ch, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		requestedAgo(ch.ID, 23*time.Hour)
+		if got, _ := c.ex.Check(ctx, c.gaj, ch.ID); got.State != wire.CheckRequested || !node.listed(t, c, ch.ID) {
+			t.Fatalf("a check requested 23 hours ago: %s", got.State)
+		}
+		if _, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID); !errors.Is(err, exchange.ErrCheckPending) {
+			t.Fatalf("a second check beside one waiting 23 hours: %v", err)
+		}
+
+		// A day on, the node is not told of it and may not start it.
+		requestedAgo(ch.ID, 24*time.Hour+time.Minute)
+		if node.listed(t, c, ch.ID) {
+			t.Fatal("the node's commands list a check that waited a day")
+		}
+		const why = "前置机24小时内未开始核对(可能离线)，请确认前置机在线后重新发起 / " +
+			"the node did not start the check within 24 hours (it may be offline); make sure it is online and request the check again"
+		got, err := c.ex.Check(ctx, c.gaj, ch.ID)
+		if err != nil || got.State != wire.CheckFailed || got.Error != why || got.FinishedAt == nil {
+			t.Fatalf("a check that waited a day: %+v, %v", got, err)
+		}
+		if st, code := node.post(t, wire.PathChecks, wire.CheckReport{ID: ch.ID, State: wire.CheckRunning}); st != http.StatusConflict || code != "exchange.check_over" {
+			t.Fatalf("the node starts an expired check: %d %s", st, code)
+		}
+		if _, err := c.ex.CancelCheck(ctx, c.gaj, ch.ID); !errors.Is(err, exchange.ErrCheckOver) {
+			t.Fatalf("cancel an expired check: %v", err)
+		}
+
+		// Expired when a new one is requested, whoever read it before.
+		next, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil {
+			t.Fatalf("a new check after the expired one: %v", err)
+		}
+		requestedAgo(next.ID, 25*time.Hour)
+		last, err := c.ex.RequestCheck(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil {
+			t.Fatalf("a new check beside one that waited a day: %v", err)
+		}
+		list, err := c.ex.Checks(ctx, c.gaj, wire.CheckJob, job.ID)
+		if err != nil || len(list) != 3 || list[0].ID != last.ID || list[0].State != wire.CheckRequested || list[1].State != wire.CheckFailed || list[1].Error != why {
+			t.Fatalf("the job's checks: %+v, %v", list, err)
+		}
+
+		// A running check is the node's: it does not expire.
+		if st, code := node.post(t, wire.PathChecks, wire.CheckReport{ID: last.ID, State: wire.CheckRunning}); st != http.StatusOK {
+			t.Fatalf("the node starts the check: %d %s", st, code)
+		}
+		requestedAgo(last.ID, 48*time.Hour)
+		if got, _ := c.ex.Check(ctx, c.gaj, last.ID); got.State != wire.CheckRunning || !node.listed(t, c, last.ID) {
+			t.Fatalf("a running check after two days: %s", got.State)
 		}
 	})
 }

@@ -174,6 +174,24 @@ func (c *center) node(t *testing.T, actor policy.Actor, dept int64, name string,
 func (c *center) enrolNode(t *testing.T, actor policy.Actor, dept int64, name string, cfg agent.Config) (int64, *agent.Agent) {
 	t.Helper()
 	ctx := context.Background()
+	nodeID, key, cert, ca := c.enrol(t, actor, dept, name)
+	cfg.Center = c.url
+	cfg.Data = filepath.Join(t.TempDir(), name)
+	if err := agent.WriteIdentity(cfg.Data, key, cert, ca); err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.Open(ctx, cfg, agent.Options{Version: "test", Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodeID, a
+}
+
+// enrol enrols a node of a department with a new key: its id, key,
+// certificate and the CA's certificate.
+func (c *center) enrol(t *testing.T, actor policy.Actor, dept int64, name string) (int64, []byte, []byte, []byte) {
+	t.Helper()
+	ctx := context.Background()
 	enr, code, err := c.pki.CreateEnrolment(ctx, actor, dept, name)
 	if err != nil {
 		t.Fatal(err)
@@ -184,16 +202,7 @@ func (c *center) enrolNode(t *testing.T, actor policy.Actor, dept int64, name st
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Center = c.url
-	cfg.Data = filepath.Join(t.TempDir(), name)
-	if err := agent.WriteIdentity(cfg.Data, key, cert, ca); err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.Open(ctx, cfg, agent.Options{Version: "test", Log: slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return enr.Node.ID, a
+	return enr.Node.ID, key, cert, ca
 }
 
 func openLite(t *testing.T, path string) *sql.DB {

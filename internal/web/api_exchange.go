@@ -335,4 +335,15 @@ func (s *Server) checkAPI(api huma.API) {
 			}
 			return &checkOut{c}, nil
 		})
+	o := op("cancel-exchange-check", http.MethodPost, "/api/v1/exchange/checks/{id}/cancel", tag, "取消等待或进行中的全量核对 / cancel a waiting or running full check")
+	o.Description = "由可发起该核对的人取消；前置机不再执行。已结束的核对不能取消(exchange.check_over)。前置机24小时内未开始的核对自动以失败结束。\n\n" +
+		"Those who may request the check may cancel it; the node stops running it. A check that is over cannot be cancelled (exchange.check_over). " +
+		"A check no node has started within 24 hours fails by itself."
+	huma.Register(api, o, func(ctx context.Context, in *IDPath) (*checkOut, error) {
+		c, err := s.Exchange.CancelCheck(ctx, principalFrom(ctx).actor(), in.ID)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		return &checkOut{c}, nil
+	})
 }

@@ -21,6 +21,8 @@ import (
 
 var (
 	enrolCodeRE = regexp.MustCompile(`id="enrol-code">([A-Z2-7-]+)<`)
+	// checkCancelRE finds the cancel button of a waiting or running check.
+	checkCancelRE = regexp.MustCompile(`id="check-cancel-([0-9]+)"`)
 	// untranslatedRE finds a UI key printed instead of its text.
 	untranslatedRE = regexp.MustCompile(`[>\s](?:ex|nav)\.[a-z_]+\.[a-z_.]*[a-z_]`)
 )
@@ -363,6 +365,26 @@ func TestExchangePagesSubscribeAndWatch(t *testing.T) {
 			}
 		}
 
+		// A full check waits for the offline node; the consumer cancels it
+		// from the subscription's page and is brought back there. (The
+		// grant masks the key, so the check is put in as RequestCheck
+		// would put it.)
+		if _, err := e.db.Exec(ctx, `INSERT INTO exchange_checks (kind, subscription_id, node_id, spec, requested_by, requested_at)
+			VALUES ('subscription', ?, ?, '{}', 0, ?)`, subID, nodeID, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		_, page, _ = mz.get(subPath)
+		cancel := checkCancelRE.FindStringSubmatch(page)
+		if cancel == nil {
+			t.Fatal("the subscription page offers no cancel button for its waiting check")
+		}
+		if status, _, loc = mz.submit(subPath, "/exchange/checks/"+cancel[1]+"/cancel", nil); status != 303 || loc != subPath+"?ok=ex.check.cancelled#checks" {
+			t.Fatalf("cancel the subscription's check: %d %s", status, loc)
+		}
+		if _, page, _ = mz.get(loc); !strings.Contains(page, `data-state="cancelled"`) || checkCancelRE.MatchString(page) {
+			t.Fatal("the subscription page does not show its check cancelled")
+		}
+
 		// The provider sees it but may not steer it.
 		da := e.browser()
 		da.login("dept.admin")
@@ -448,6 +470,72 @@ func TestExchangePagesSubscribeAndWatch(t *testing.T) {
 		}
 		if _, page, _ = mz.get("/exchange/subscriptions"); strings.Contains(page, fmt.Sprintf(`<tr data-id="%d"`, subID)) {
 			t.Fatal("a deleted subscription is listed")
+		}
+	})
+}
+
+// TestExchangePagesCancelAWaitingCheck: a full check waits for a node that
+// does not come; the data administrator cancels it with the button beside
+// it and may then request another. Those who may only watch get no
+// button and are refused.
+func TestExchangePagesCancelAWaitingCheck(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		ctx := context.Background()
+		da := e.browser()
+		da.login("dept.admin")
+		nodeID, code, _ := da.registerNode("公安前置机")
+		e.enrolNode(nodeID, code, peopleTable)
+		en := e.publishEntryWith("人口交换", catalog.ShareUnconditional, catalog.MethodExchange)
+		if _, err := e.res.Mount(ctx, e.users[policy.DeptAdmin].Actor(), en.ID); err != nil {
+			t.Fatal(err)
+		}
+		status, _, loc := da.submit("/exchange/jobs", "/exchange/jobs", jobFormValues(nodeID, "人口同步", en.Code, "sfzh=citizen_id\nxm=name\n"))
+		if status != 303 {
+			t.Fatalf("create job: %d", status)
+		}
+		jobPath := strings.SplitN(loc, "?", 2)[0]
+		if status, _, _ = da.submit(jobPath, jobPath+"/check", nil); status != 303 {
+			t.Fatalf("request a check: %d", status)
+		}
+		_, page, _ := da.get(jobPath)
+		m := checkCancelRE.FindStringSubmatch(page)
+		if m == nil || !strings.Contains(page, `data-state="requested"`) || !strings.Contains(page, `action="/exchange/checks/`+m[1]+`/cancel"`) {
+			t.Fatal("the job page offers no cancel button for its waiting check")
+		}
+		cancel := "/exchange/checks/" + m[1] + "/cancel"
+
+		// A reviewer watches the check but may not cancel it.
+		rv := e.browser()
+		rv.login("dept.reviewer")
+		if _, page, _ = rv.get(jobPath); !strings.Contains(page, `data-state="requested"`) || checkCancelRE.MatchString(page) {
+			t.Fatal("the reviewer is offered the cancel button")
+		}
+		if status, _, _ = rv.submit(jobPath, cancel, nil); status != 403 {
+			t.Fatalf("a reviewer cancels a check: %d", status)
+		}
+
+		// The data administrator cancels it and is brought back to the job.
+		status, _, loc = da.submit(jobPath, cancel, nil)
+		if status != 303 || loc != jobPath+"?ok=ex.check.cancelled#checks" {
+			t.Fatalf("cancel: %d %s", status, loc)
+		}
+		_, page, _ = da.get(loc)
+		if !strings.Contains(page, `class="flash"`) || !strings.Contains(page, `data-state="cancelled"`) || !strings.Contains(page, "已取消") ||
+			!strings.Contains(page, "已由 dept.admin 取消") || checkCancelRE.MatchString(page) {
+			t.Fatal("the job page does not show the check cancelled")
+		}
+		// Once over, it cannot be cancelled again; another can be requested.
+		if status, page, _ = da.submit(jobPath, cancel, nil); status != 409 || !strings.Contains(page, "exchange.check_over") {
+			t.Fatalf("cancel a cancelled check: %d", status)
+		}
+		if status, _, _ = da.submit(jobPath, jobPath+"/check", nil); status != 303 {
+			t.Fatalf("a new check after the cancelled one: %d", status)
+		}
+		da.get("/lang?to=en")
+		_, page, _ = da.get(jobPath)
+		if k := untranslatedRE.FindString(page); k != "" || !strings.Contains(page, ">cancelled<") || !strings.Contains(page, ">Cancel<") {
+			t.Fatalf("the English job page: untranslated %q, or no cancelled state and cancel button", k)
 		}
 	})
 }

@@ -105,6 +105,8 @@ func init() {
 		authzRow{op: "POST /api/v1/exchange/subscriptions/{id}/checks", status: 201, allow: managers, req: idReq((*authzFixture).newSub)},
 		authzRow{op: "GET /api/v1/exchange/subscriptions/{id}/checks", status: 200, allow: viewers, req: idReq((*authzFixture).subA)},
 		authzRow{op: "GET /api/v1/exchange/checks/{id}", status: 200, allow: viewers, req: idReq((*authzFixture).check)},
+		// Those who may request a check may cancel it: a fresh waiting one each call.
+		authzRow{op: "POST /api/v1/exchange/checks/{id}/cancel", status: 200, allow: managers, req: idReq((*authzFixture).newCheck)},
 		authzRow{op: "GET /api/v1/exchange/runs", status: 200, allow: listers, req: noReq},
 		authzRow{op: "GET /api/v1/exchange/alarms", status: 200, allow: listers, req: noReq},
 		authzRow{op: "POST /api/v1/exchange/alarms/{id}/close", status: 200, allow: managers,
@@ -211,13 +213,20 @@ func (fx *authzFixture) subA() int64 {
 
 // check is a full check requested of A's job, made on first use.
 func (fx *authzFixture) check() int64 {
-	fx.t.Helper()
 	if fx.exchange.check == 0 {
-		c, err := fx.e.ex.RequestCheck(context.Background(), fx.actor(policy.DeptAdmin, deptOwn), "job", fx.jobA())
-		fx.must(err)
-		fx.exchange.check = c.ID
+		fx.exchange.check = fx.checkOf(fx.jobA())
 	}
 	return fx.exchange.check
+}
+
+// newCheck is a full check requested of a fresh job of A.
+func (fx *authzFixture) newCheck() int64 { return fx.checkOf(fx.newJob()) }
+
+func (fx *authzFixture) checkOf(job int64) int64 {
+	fx.t.Helper()
+	c, err := fx.e.ex.RequestCheck(context.Background(), fx.actor(policy.DeptAdmin, deptOwn), "job", job)
+	fx.must(err)
+	return c.ID
 }
 
 // alarm opens an alarm concerning A, as reconciliation would.

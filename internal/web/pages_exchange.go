@@ -49,6 +49,7 @@ func (s *Server) exchangeRoutes() {
 	m.HandleFunc("GET /exchange/subscriptions/{id}", ready(s.subPage))
 	m.HandleFunc("POST /exchange/subscriptions/{id}/{action}", ready(s.subControl))
 	m.HandleFunc("POST /exchange/subscriptions/{id}/check", ready(s.checkRequest("subscription")))
+	m.HandleFunc("POST /exchange/checks/{id}/cancel", ready(s.checkCancel))
 	m.HandleFunc("GET /exchange/runs", ready(s.runsPage))
 	m.HandleFunc("GET /exchange/alarms", ready(s.alarmsPage))
 	m.HandleFunc("POST /exchange/alarms/{id}/close", ready(s.alarmClose))
@@ -874,4 +875,28 @@ func (s *Server) checkRequest(kind string) func(w http.ResponseWriter, r *http.R
 		}
 		s.answerButton(w, r, c, err, again, "/exchange/"+kind+"s/"+itoa(id)+"?ok=ex.check.requested#checks")
 	}
+}
+
+// checkCancel cancels a waiting or running check and goes back to the
+// page of its job or subscription.
+func (s *Server) checkCancel(w http.ResponseWriter, r *http.Request, c *current) {
+	ctx, a := r.Context(), c.user.Actor()
+	id, err := pathID(r)
+	var ch exchange.Check
+	if err == nil {
+		ch, err = s.Exchange.Check(ctx, a, id)
+	}
+	if err != nil {
+		s.errorPage(w, r, &c.user, err)
+		return
+	}
+	_, err = s.Exchange.CancelCheck(ctx, a, id)
+	owner, again := ch.JobID, func(status int, ae *apperr.Error) { s.renderJob(w, r, c, status, ae, nil) }
+	if ch.Kind == "subscription" {
+		owner, again = ch.SubID, func(status int, ae *apperr.Error) { s.renderSub(w, r, c, status, ae) }
+	}
+	// A refusal (the check ended meanwhile) is shown on the page of the
+	// job or subscription, which reads its id from the path.
+	r.SetPathValue("id", itoa(owner))
+	s.answerButton(w, r, c, err, again, "/exchange/"+ch.Kind+"s/"+itoa(owner)+"?ok=ex.check.cancelled#checks")
 }
