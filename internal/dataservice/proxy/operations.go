@@ -1,13 +1,15 @@
 package proxy
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // methods are the HTTP methods an operation may have, in display order.
@@ -167,19 +169,43 @@ func match(routes []route, method, escapedPath string) (Operation, bool) {
 }
 
 // operationsFromOpenAPI derives the operations from the paths of an
-// OpenAPI 3 (or Swagger 2.0) document in JSON or YAML. Paths are taken
-// as relative to the base URL the provider registers.
+// OpenAPI 3 (or Swagger 2.0) document in JSON or YAML (block or flow
+// style; JSON is YAML too). Paths are taken as relative to the base URL
+// the provider registers.
 func operationsFromOpenAPI(doc string) ([]Operation, error) {
 	doc = strings.TrimPrefix(strings.TrimSpace(doc), "\ufeff")
-	var ops []Operation
-	var err error
-	if strings.HasPrefix(doc, "{") {
-		ops, err = openAPIJSON(doc)
-	} else {
-		ops, err = openAPIYAML(doc)
+	var d struct {
+		OpenAPI string                          `yaml:"openapi"`
+		Swagger string                          `yaml:"swagger"`
+		Paths   map[string]map[string]yaml.Node `yaml:"paths"`
 	}
-	if err != nil {
-		return nil, err
+	if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return nil, ErrOpenAPI.With("OpenAPI 文档结构不对："+te.Error(), "the OpenAPI document is not shaped as one: "+te.Error())
+		}
+		return nil, ErrOpenAPI.With("OpenAPI 文档不是合法的 JSON 或 YAML："+err.Error(), "the OpenAPI document is neither valid JSON nor YAML: "+err.Error())
+	}
+	if d.OpenAPI == "" && d.Swagger == "" || d.Paths == nil {
+		return nil, ErrOpenAPI
+	}
+	var ops []Operation
+	for path, item := range d.Paths {
+		if !strings.HasPrefix(path, "/") {
+			continue // x- extensions
+		}
+		for key, node := range item {
+			m := strings.ToUpper(key)
+			if !slices.Contains(methods, m) {
+				continue // parameters, summary, servers …
+			}
+			var o struct {
+				Summary     string `yaml:"summary"`
+				OperationID string `yaml:"operationId"`
+			}
+			_ = node.Decode(&o)
+			ops = append(ops, Operation{Method: m, Path: path, Summary: firstNonEmpty(o.Summary, o.OperationID)})
+		}
 	}
 	if len(ops) == 0 {
 		return nil, ErrOpenAPI.With("OpenAPI 文档的 paths 中没有操作", "the OpenAPI document's paths hold no operations")
@@ -191,157 +217,6 @@ func operationsFromOpenAPI(doc string) ([]Operation, error) {
 		return slices.Index(methods, a.Method) - slices.Index(methods, b.Method)
 	})
 	return ops, nil
-}
-
-func openAPIJSON(doc string) ([]Operation, error) {
-	var d struct {
-		OpenAPI string                                `json:"openapi"`
-		Swagger string                                `json:"swagger"`
-		Paths   map[string]map[string]json.RawMessage `json:"paths"`
-	}
-	if err := json.Unmarshal([]byte(doc), &d); err != nil || (d.OpenAPI == "" && d.Swagger == "") || d.Paths == nil {
-		return nil, ErrOpenAPI
-	}
-	var ops []Operation
-	for path, item := range d.Paths {
-		if !strings.HasPrefix(path, "/") {
-			continue // x- extensions
-		}
-		for key, raw := range item {
-			m := strings.ToUpper(key)
-			if !slices.Contains(methods, m) {
-				continue // parameters, summary, servers …
-			}
-			var o struct {
-				Summary     string `json:"summary"`
-				OperationID string `json:"operationId"`
-			}
-			_ = json.Unmarshal(raw, &o)
-			ops = append(ops, Operation{Method: m, Path: path, Summary: firstNonEmpty(o.Summary, o.OperationID)})
-		}
-	}
-	return ops, nil
-}
-
-// openAPIYAML reads what operations need from a YAML document written
-// in block style, as OpenAPI documents are: the openapi (or swagger) key,
-// the keys under paths, the method keys under each path and the summary
-// or operationId under each method. Flow style for paths is refused with
-// a hint to send JSON instead.
-func openAPIYAML(doc string) ([]Operation, error) {
-	var ops []Operation
-	versioned, inPaths := false, false
-	pathIndent, methodIndent, fieldIndent := -1, -1, -1
-	path, cur := "", -1
-	summaries := map[int]bool{} // ops whose summary (not operationId) is set
-	for _, line := range strings.Split(doc, "\n") {
-		line = strings.TrimRight(line, "\r \t")
-		trimmed := strings.TrimLeft(line, " ")
-		if trimmed == "" || strings.HasPrefix(trimmed, "#") || trimmed == "---" {
-			continue
-		}
-		if strings.HasPrefix(trimmed, "\t") {
-			return nil, ErrOpenAPI.With("YAML 不能用制表符缩进", "YAML must not be indented with tabs")
-		}
-		indent := len(line) - len(trimmed)
-		key, value, isKey := yamlKey(trimmed)
-		if indent == 0 {
-			inPaths = false
-			if !isKey {
-				continue
-			}
-			switch key {
-			case "openapi", "swagger":
-				versioned = value != ""
-			case "paths":
-				switch value {
-				case "":
-					inPaths, pathIndent = true, -1
-				case "{}":
-				default:
-					return nil, ErrOpenAPI.With("paths 请用块格式书写，或改交 JSON 文档", "write paths in block style, or send the document as JSON")
-				}
-			}
-			continue
-		}
-		if !inPaths || !isKey {
-			continue
-		}
-		if pathIndent < 0 {
-			pathIndent = indent
-		}
-		switch {
-		case indent < pathIndent:
-			return nil, ErrOpenAPI.With("paths 下的缩进不一致", "the indentation under paths is inconsistent")
-		case indent == pathIndent:
-			path, cur, methodIndent = "", -1, -1
-			if strings.HasPrefix(key, "/") {
-				path = key
-			}
-		case path == "":
-		case methodIndent < 0 || indent == methodIndent:
-			methodIndent, cur, fieldIndent = indent, -1, -1
-			if m := strings.ToUpper(key); slices.Contains(methods, m) {
-				ops = append(ops, Operation{Method: m, Path: path})
-				cur = len(ops) - 1
-			}
-		case cur >= 0 && indent > methodIndent:
-			if fieldIndent < 0 {
-				fieldIndent = indent
-			}
-			if indent != fieldIndent || value == "|" || value == ">" {
-				continue
-			}
-			switch {
-			case key == "summary":
-				ops[cur].Summary, summaries[cur] = value, true
-			case key == "operationId" && !summaries[cur]:
-				ops[cur].Summary = value
-			}
-		}
-	}
-	if !versioned {
-		return nil, ErrOpenAPI
-	}
-	return ops, nil
-}
-
-// yamlKey splits "key: value" (the key possibly quoted); isKey is false
-// for sequence items and plain text.
-func yamlKey(s string) (key, value string, isKey bool) {
-	if strings.HasPrefix(s, "- ") || s == "-" {
-		return "", "", false
-	}
-	var rest string
-	if q := s[0]; q == '"' || q == '\'' {
-		end := strings.IndexByte(s[1:], q)
-		if end < 0 {
-			return "", "", false
-		}
-		key, rest = s[1:end+1], s[end+2:]
-		if !strings.HasPrefix(rest, ":") {
-			return "", "", false
-		}
-		rest = rest[1:]
-	} else {
-		i := strings.Index(s, ": ")
-		switch {
-		case i >= 0:
-			key, rest = s[:i], s[i+1:]
-		case strings.HasSuffix(s, ":"):
-			key = s[:len(s)-1]
-		default:
-			return "", "", false
-		}
-	}
-	value = strings.TrimSpace(rest)
-	if i := strings.Index(value, " #"); i >= 0 {
-		value = strings.TrimSpace(value[:i])
-	}
-	if len(value) >= 2 && (value[0] == '"' || value[0] == '\'') && value[len(value)-1] == value[0] {
-		value = value[1 : len(value)-1]
-	}
-	return key, value, true
 }
 
 func firstNonEmpty(xs ...string) string {

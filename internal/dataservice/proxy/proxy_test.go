@@ -739,11 +739,21 @@ components:
 				t.Errorf("%s: %+v", name, svc.Operations)
 			}
 		}
+		// Flow style reads as block style does.
 		e, _ := p.published()
-		_, err := p.proxy.Register(context.Background(), p.provider, proxy.Registration{EntryID: e.ID,
-			Settings: proxy.Settings{BaseURL: "http://10.1.2.3", OpenAPI: "openapi: 3.0.0\npaths: {\"/a\": {get: {}}}\n"}})
-		if ae, ok := apperr.As(err); !ok || ae.Code != "service.openapi_invalid" {
-			t.Errorf("flow-style paths: %v", err)
+		svc, err := p.proxy.Register(context.Background(), p.provider, proxy.Registration{EntryID: e.ID,
+			Settings: proxy.Settings{BaseURL: "http://10.1.2.3", OpenAPI: "openapi: 3.0.0\npaths: {\"/a\": {get: {summary: 查}}, /b: {post: {}}}\n"}})
+		if err != nil || fmt.Sprint(svc.Operations) != fmt.Sprint([]proxy.Operation{{Method: "GET", Path: "/a", Summary: "查"}, {Method: "POST", Path: "/b"}}) {
+			t.Errorf("flow-style paths: %+v %v", svc.Operations, err)
+		}
+		// Not a document: refused, saying why.
+		for _, bad := range []string{"openapi: 3.0.0\npaths: [1, 2]\n", "openapi: [unclosed\n", "paths:\n  /a:\n    get: {}\n", "{\"openapi\": \"3.0.0\", \"paths\": {}}"} {
+			e, _ := p.published()
+			_, err := p.proxy.Register(context.Background(), p.provider, proxy.Registration{EntryID: e.ID,
+				Settings: proxy.Settings{BaseURL: "http://10.1.2.3", OpenAPI: bad}})
+			if ae, ok := apperr.As(err); !ok || ae.Code != "service.openapi_invalid" {
+				t.Errorf("%q: %v", bad, err)
+			}
 		}
 	})
 }
