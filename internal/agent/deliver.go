@@ -103,8 +103,12 @@ func (r *subRunner) loop(ctx context.Context) {
 				sleep(ctx, 5*time.Second)
 				continue
 			}
+			if err := r.acknowledgeKept(ctx, tgt, spec); err != nil {
+				r.set("failed", err.Error())
+				sleep(ctx, 5*time.Second)
+				continue
+			}
 			prepared = stream
-			r.acknowledgeKept(ctx, spec)
 		}
 		applied, err := tgt.Applied(ctx, stream)
 		if err != nil {
@@ -138,30 +142,17 @@ func (r *subRunner) loop(ctx context.Context) {
 			if d.Epoch != spec.Epoch {
 				continue
 			}
-			c, skipped, err := tgt.Apply(ctx, spec.Table, cols, stream, d.Seq, toRows(d.Rows), toKeys(d.Deletes))
+			ack, err := applyDelivery(ctx, tgt, spec, cols, d)
 			if err != nil {
-				r.acknowledge(ctx, spec.ID, []wire.Ack{{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt,
-					Error: err.Error()}})
+				r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
 				r.set("failed", err.Error())
 				break
 			}
-			counts := wire.RunCounts{Rows: int64(len(d.Rows) + len(d.Deletes)), Inserted: c.Inserted, Updated: c.Updated, Unchanged: c.Unchanged,
-				Deleted: c.Deleted, Missing: c.Missing}
-			if skipped {
-				counts = wire.RunCounts{}
-			}
 			r.a.metrics.applied(spec.ID, len(d.Rows)+len(d.Deletes), d.Changed)
-			// Each delivery is acknowledged before the next is applied, its
-			// acknowledgement kept in the node's store first: a node killed
-			// before the center heard sends it when it starts again. Between
-			// the target's commit and the store's write a kill still loses
-			// it; only the target's own bookkeeping, in the same
-			// transaction, could close that gap.
-			ack := wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt,
-				Counts: counts, AppliedAt: time.Now().UTC()}
-			if !skipped {
-				r.keepAck(ctx, ack)
-			}
+			// Each delivery is acknowledged before the next is applied, and
+			// its acknowledgement is in the target's bookkeeping from the
+			// commit on: a node killed at any point before the center heard
+			// sends it when it starts again (acknowledgeKept).
 			r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
 			r.mu.Lock()
 			r.applied, r.lastAt = d.Seq, time.Now().UTC()
@@ -175,10 +166,38 @@ func (r *subRunner) loop(ctx context.Context) {
 	}
 }
 
+// applyDelivery applies d to the target and returns its acknowledgement,
+// which Apply records as the stream's note in the same transaction: what
+// the center must hear of a delivery is kept exactly when the delivery is.
+// A delivery applied before is skipped and acknowledged with no counts (the
+// center has them, or acknowledgeKept sends them); a failed one is
+// acknowledged with its error.
+func applyDelivery(ctx context.Context, tgt *target.Target, spec wire.SubscriptionSpec, cols []target.Column, d wire.Delivery) (wire.Ack, error) {
+	ack := wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt}
+	note := func(c target.Counts) []byte {
+		ack.Counts = wire.RunCounts{Rows: int64(len(d.Rows) + len(d.Deletes)), Inserted: c.Inserted, Updated: c.Updated, Unchanged: c.Unchanged,
+			Deleted: c.Deleted, Missing: c.Missing}
+		ack.AppliedAt = time.Now().UTC()
+		b, _ := json.Marshal(ack)
+		return b
+	}
+	_, skipped, err := tgt.Apply(ctx, spec.Table, cols, streamName(spec), d.Seq, toRows(d.Rows), toKeys(d.Deletes), note)
+	switch {
+	case err != nil:
+		ack.Counts, ack.AppliedAt, ack.Error = wire.RunCounts{}, time.Time{}, err.Error()
+		return ack, err
+	case skipped:
+		ack.Counts, ack.AppliedAt = wire.RunCounts{}, time.Now().UTC()
+	}
+	return ack, nil
+}
+
 // acknowledge tells the center what was applied, again and again while
 // the center cannot be reached: a delivery applied but never acknowledged
 // leaves its run unreconciled for good. The center takes an
-// acknowledgement it already has as nothing new.
+// acknowledgement it already has as nothing new (it counts each part of a
+// run once, and a subscription's applied seq only grows), so sending one
+// again is always safe.
 func (r *subRunner) acknowledge(ctx context.Context, subID int64, acks []wire.Ack) {
 	body, _ := json.Marshal(acks)
 	backoff := 200 * time.Millisecond
@@ -196,27 +215,37 @@ func (r *subRunner) acknowledge(ctx context.Context, subID int64, acks []wire.Ac
 	}
 }
 
-func ackKey(subID int64) string { return "ack." + strconv.FormatInt(subID, 10) }
-
-// keepAck keeps the acknowledgement of the delivery last applied.
-func (r *subRunner) keepAck(ctx context.Context, ack wire.Ack) {
-	b, _ := json.Marshal(ack)
-	if _, err := r.a.state.Put(ctx, ackKey(ack.Subscription), b); err != nil {
-		r.a.log.Warn("keeping the acknowledgement of a delivery", "subscription", ack.Subscription, "err", err)
-	}
-}
+// storedAckKey is where a node of an earlier version, before the target's
+// bookkeeping kept acknowledgements, kept the one of a subscription's last
+// delivery: in the node's own store.
+func storedAckKey(subID int64) string { return "ack." + strconv.FormatInt(subID, 10) }
 
 // acknowledgeKept sends the acknowledgement of the delivery last applied
-// again, in case the node stopped before the center heard it.
-func (r *subRunner) acknowledgeKept(ctx context.Context, spec wire.SubscriptionSpec) {
-	e, err := r.a.state.Get(ctx, ackKey(spec.ID))
+// again, in case the node stopped before the center heard it: the one in
+// the target's note or, when the target has none (the stream's deliveries
+// were applied by a node of an earlier version), the copy such a node kept
+// in its store. The store's copy is dropped once it is sent or superseded.
+// It fails only when the target cannot be read: the next delivery must not
+// be applied, replacing the note, before the note was sent.
+func (r *subRunner) acknowledgeKept(ctx context.Context, tgt *target.Target, spec wire.SubscriptionSpec) error {
+	_, kept, err := tgt.LastNote(ctx, streamName(spec))
 	if err != nil {
-		return
+		return err
+	}
+	stored, storedErr := r.a.state.Get(ctx, storedAckKey(spec.ID))
+	if kept == nil && storedErr == nil {
+		kept = stored.Value()
 	}
 	var ack wire.Ack
-	if json.Unmarshal(e.Value(), &ack) == nil && ack.Epoch == spec.Epoch {
+	if kept != nil && json.Unmarshal(kept, &ack) == nil && ack.Subscription == spec.ID && ack.Epoch == spec.Epoch {
 		r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
 	}
+	if storedErr == nil && ctx.Err() == nil {
+		if err := r.a.state.Delete(ctx, storedAckKey(spec.ID)); err != nil {
+			r.a.log.Warn("dropping the acknowledgement kept in the node's store", "subscription", spec.ID, "err", err)
+		}
+	}
+	return nil
 }
 
 // prepare makes the target ready for a (new) epoch: the table exists, and

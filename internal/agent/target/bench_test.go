@@ -75,7 +75,7 @@ func BenchmarkApply(b *testing.B) {
 			deliver := func(b *testing.B, rows []source.Row, want func(target.Counts) int64) {
 				for start := 0; start < len(rows); start += benchDelivery {
 					seq++
-					c, skipped, err := be.tgt.Apply(ctx, "bench", benchCols, "bench", seq, rows[start:start+benchDelivery], nil)
+					c, skipped, err := be.tgt.Apply(ctx, "bench", benchCols, "bench", seq, rows[start:start+benchDelivery], nil, nil)
 					if err != nil || skipped {
 						b.Fatalf("delivery %d: %v (skipped %v)", seq, err, skipped)
 					}

@@ -186,7 +186,12 @@ func (d myDialect) createBookSQL(ctx context.Context, db *sql.DB) (string, error
 		return "", err
 	}
 	return bookSQL(d.quote, "CREATE TABLE IF NOT EXISTS {book} ({stream} VARCHAR(255) NOT NULL, {seq} BIGINT NOT NULL, "+
-		"{at} DATETIME(6) NOT NULL, PRIMARY KEY ({stream})) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=") + coll, nil
+		"{at} DATETIME(6) NOT NULL, {note} MEDIUMTEXT NULL, PRIMARY KEY ({stream})) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=") + coll, nil
+}
+
+// addNoteSQL: the column takes the table's character set and collation.
+func (d myDialect) addNoteSQL() string {
+	return bookSQL(d.quote, "ALTER TABLE {book} ADD COLUMN {note} MEDIUMTEXT NULL")
 }
 
 // limit reads what an existing column keeps: DECIMAL(p,s) its digits, an

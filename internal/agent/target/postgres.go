@@ -146,20 +146,21 @@ func (e *pgEngine) create(ctx context.Context, t tableName, cols []Column) error
 
 func (e *pgEngine) createBook(ctx context.Context) error {
 	_, err := e.db.ExecContext(ctx, bookSQL(quoteDouble,
-		"CREATE TABLE IF NOT EXISTS {book} ({stream} text PRIMARY KEY, {seq} bigint NOT NULL, {at} timestamp with time zone NOT NULL)"))
+		"CREATE TABLE IF NOT EXISTS {book} ({stream} text PRIMARY KEY, {seq} bigint NOT NULL, {at} timestamp with time zone NOT NULL, {note} text)"))
 	return pgExplain(err)
 }
 
-func (e *pgEngine) applied(ctx context.Context, stream string) (uint64, error) {
-	var seq int64
-	err := e.db.QueryRowContext(ctx, bookSQL(quoteDouble, "SELECT {seq} FROM {book} WHERE {stream} = $1"), stream).Scan(&seq)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
+func (e *pgEngine) addNote(ctx context.Context) error {
+	_, err := e.db.ExecContext(ctx, bookSQL(quoteDouble, "ALTER TABLE {book} ADD COLUMN IF NOT EXISTS {note} text"))
+	return pgExplain(err)
+}
+
+func (e *pgEngine) last(ctx context.Context, stream string) (uint64, []byte, error) {
+	seq, note, err := scanLast(e.db.QueryRowContext(ctx, bookSQL(quoteDouble, "SELECT {seq}, {note} FROM {book} WHERE {stream} = $1"), stream))
 	if err != nil {
-		return 0, pgExplain(err)
+		return 0, nil, pgExplain(err)
 	}
-	return uint64(seq), nil
+	return seq, note, nil
 }
 
 func (e *pgEngine) reset(ctx context.Context, stream string, t *tableName) error {
@@ -221,7 +222,11 @@ func (e *pgEngine) apply(ctx context.Context, d *delivery) (c Counts, skipped bo
 			if c, err = e.write(ctx, tx, d, tcs); err != nil {
 				return err
 			}
-			_, err = tx.Exec(ctx, bookSQL(quoteDouble, "UPDATE {book} SET {seq} = $2, {at} = $3 WHERE {stream} = $1"), d.stream, d.seq, now())
+			note, err := d.noteArg(c)
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, bookSQL(quoteDouble, "UPDATE {book} SET {seq} = $2, {at} = $3, {note} = $4 WHERE {stream} = $1"), d.stream, d.seq, now(), note)
 			return err
 		})
 	})

@@ -25,6 +25,8 @@ type dialect interface {
 	columns(ctx context.Context, q querier, t tableName) ([]tableColumn, error)
 	createSQL(ctx context.Context, db *sql.DB, t string, cols []Column) (string, error)
 	createBookSQL(ctx context.Context, db *sql.DB) (string, error)
+	// addNoteSQL adds the note column to a bookkeeping table without it.
+	addNoteSQL() string
 	// limit says what an existing column keeps exactly of data item c.
 	limit(c *Column, tc *tableColumn) limit
 	// arg is the driver argument of canonical value v of c.
@@ -105,16 +107,38 @@ func (e *sqlEngine) createBook(ctx context.Context) error {
 	return nil
 }
 
-func (e *sqlEngine) applied(ctx context.Context, stream string) (uint64, error) {
-	var seq int64
-	err := e.db.QueryRowContext(ctx, bookSQL(e.d.quote, "SELECT {seq} FROM {book} WHERE {stream} = ?"), stream).Scan(&seq)
+func (e *sqlEngine) addNote(ctx context.Context) error {
+	if _, err := e.db.ExecContext(ctx, e.d.addNoteSQL()); err != nil {
+		return e.d.explain(err)
+	}
+	return nil
+}
+
+func (e *sqlEngine) last(ctx context.Context, stream string) (uint64, []byte, error) {
+	seq, note, err := scanLast(e.db.QueryRowContext(ctx, bookSQL(e.d.quote, "SELECT {seq}, {note} FROM {book} WHERE {stream} = ?"), stream))
+	if err != nil {
+		return 0, nil, e.d.explain(err)
+	}
+	return seq, note, nil
+}
+
+// scanLast reads a stream's seq and note; no row is seq 0 without a note.
+func scanLast(row *sql.Row) (uint64, []byte, error) {
+	var (
+		seq  int64
+		note sql.NullString
+	)
+	err := row.Scan(&seq, &note)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
+		return 0, nil, nil
 	}
 	if err != nil {
-		return 0, e.d.explain(err)
+		return 0, nil, err
 	}
-	return uint64(seq), nil
+	if !note.Valid {
+		return uint64(seq), nil, nil
+	}
+	return uint64(seq), []byte(note.String), nil
 }
 
 func (e *sqlEngine) reset(ctx context.Context, stream string, t *tableName) error {
@@ -173,7 +197,12 @@ func (e *sqlEngine) apply(ctx context.Context, d *delivery) (c Counts, skipped b
 		if c, err = e.write(ctx, tx, d); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, bookSQL(e.d.quote, "UPDATE {book} SET {seq} = ?, {at} = ? WHERE {stream} = ?"), d.seq, e.d.timeArg(now()), d.stream)
+		note, err := d.noteArg(c)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, bookSQL(e.d.quote, "UPDATE {book} SET {seq} = ?, {at} = ?, {note} = ? WHERE {stream} = ?"),
+			d.seq, e.d.timeArg(now()), note, d.stream)
 		return err
 	})
 	if errors.Is(err, errSkip) {

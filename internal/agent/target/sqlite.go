@@ -159,7 +159,11 @@ func (d liteDialect) createSQL(_ context.Context, _ *sql.DB, t string, cols []Co
 }
 
 func (d liteDialect) createBookSQL(context.Context, *sql.DB) (string, error) {
-	return bookSQL(d.quote, "CREATE TABLE IF NOT EXISTS {book} ({stream} TEXT PRIMARY KEY, {seq} INTEGER NOT NULL, {at} DATETIME NOT NULL)"), nil
+	return bookSQL(d.quote, "CREATE TABLE IF NOT EXISTS {book} ({stream} TEXT PRIMARY KEY, {seq} INTEGER NOT NULL, {at} DATETIME NOT NULL, {note} TEXT)"), nil
+}
+
+func (d liteDialect) addNoteSQL() string {
+	return bookSQL(d.quote, "ALTER TABLE {book} ADD COLUMN {note} TEXT")
 }
 
 // limit: a column of numeric, integer or real affinity turns decimal text

@@ -68,25 +68,35 @@ type engine interface {
 	columns(ctx context.Context, t tableName) ([]tableColumn, error)
 	create(ctx context.Context, t tableName, cols []Column) error
 	createBook(ctx context.Context) error
+	// addNote adds the note column to a bookkeeping table made before it.
+	addNote(ctx context.Context) error
 	// apply writes d in one transaction (see Target.Apply).
 	apply(ctx context.Context, d *delivery) (Counts, bool, error)
-	applied(ctx context.Context, stream string) (uint64, error)
+	// last reads stream's bookkeeping row: its seq and note (0, nil when
+	// there is none).
+	last(ctx context.Context, stream string) (uint64, []byte, error)
 	// reset forgets stream and, when t is not nil, empties t.
 	reset(ctx context.Context, stream string, t *tableName) error
 	close() error
 }
 
 // bookTable is the bookkeeping table: per stream, the last delivery
-// applied. It lives in the connection's default schema (database). A
-// database administrator may create it beforehand — govshare_applied(stream
-// text PRIMARY KEY, seq bigint NOT NULL, applied_at date-time NOT NULL) —
-// so that the node's user needs no CREATE right.
+// applied and the caller's note of it. It lives in the connection's
+// default schema (database). A database administrator may create it
+// beforehand — govshare_applied(stream text PRIMARY KEY, seq bigint NOT
+// NULL, applied_at date-time NOT NULL, note text NULL) — so that the
+// node's user needs no CREATE right; a table made without note gets the
+// column added (ALTER) when the node first uses it.
 const bookTable = "govshare_applied"
+
+// noteColumn is the bookkeeping table's column added after the first
+// version: a table without it is altered by book.
+const noteColumn = "note"
 
 // bookSQL writes a bookkeeping statement with its identifiers quoted.
 func bookSQL(quote func(string) string, q string) string {
 	return strings.NewReplacer("{book}", quote(bookTable), "{stream}", quote("stream"),
-		"{seq}", quote("seq"), "{at}", quote("applied_at")).Replace(q)
+		"{seq}", quote("seq"), "{at}", quote("applied_at"), "{note}", quote(noteColumn)).Replace(q)
 }
 
 // Open opens a target database for writing. kind is source.Postgres,
@@ -169,14 +179,22 @@ func (t *Target) Ensure(ctx context.Context, table string, cols []Column, create
 // applied before deletes; a key present in both is deleted. A key upserted
 // twice counts once, its last row winning.
 //
+// note, when not nil, is called inside the transaction once the counts
+// are known, and what it returns (text: UTF-8) is recorded with the seq as
+// the stream's note, which LastNote reads back; without it the note is
+// NULL. So whatever the caller must still do about an applied delivery
+// (tell the center its counts) survives a crash right after the commit.
+//
 // Any invalid value, or one the existing column would round (a decimal
 // with more decimals than the column keeps, say), fails the whole delivery
 // with ErrBadValue before anything is written.
-func (t *Target) Apply(ctx context.Context, table string, cols []Column, stream string, seq uint64, upserts []source.Row, deletes []source.Key) (c Counts, skipped bool, err error) {
+func (t *Target) Apply(ctx context.Context, table string, cols []Column, stream string, seq uint64, upserts []source.Row, deletes []source.Key,
+	note func(Counts) []byte) (c Counts, skipped bool, err error) {
 	d, err := newDelivery(table, cols, stream, seq, upserts, deletes)
 	if err != nil {
 		return Counts{}, false, fmt.Errorf("apply %s #%d to %s: %w", stream, seq, table, err)
 	}
+	d.note = note
 	if err := t.book(ctx); err != nil {
 		return Counts{}, false, fmt.Errorf("apply %s #%d to %s: %w", stream, seq, table, err)
 	}
@@ -195,15 +213,32 @@ func (t *Target) Applied(ctx context.Context, stream string) (uint64, error) {
 	if err := t.book(ctx); err != nil {
 		return 0, fmt.Errorf("last delivery of %s: %w", stream, err)
 	}
-	seq, err := t.e.applied(ctx, stream)
+	seq, _, err := t.e.last(ctx, stream)
 	if err != nil {
 		return 0, fmt.Errorf("last delivery of %s: %w", stream, err)
 	}
 	return seq, nil
 }
 
-// Reset forgets stream's seq (used when a subscription is re-synced from
-// scratch), and with truncate empties the table, in one transaction.
+// LastNote returns the last seq applied for stream and the note Apply
+// recorded with it (0, nil if none; a nil note if Apply had none).
+func (t *Target) LastNote(ctx context.Context, stream string) (seq uint64, note []byte, err error) {
+	if err := checkStream(stream); err != nil {
+		return 0, nil, err
+	}
+	if err := t.book(ctx); err != nil {
+		return 0, nil, fmt.Errorf("note of the last delivery of %s: %w", stream, err)
+	}
+	seq, note, err = t.e.last(ctx, stream)
+	if err != nil {
+		return 0, nil, fmt.Errorf("note of the last delivery of %s: %w", stream, err)
+	}
+	return seq, note, nil
+}
+
+// Reset forgets stream's seq and note (used when a subscription is
+// re-synced from scratch), and with truncate empties the table, in one
+// transaction.
 func (t *Target) Reset(ctx context.Context, stream, table string, truncate bool) error {
 	if err := checkStream(stream); err != nil {
 		return err
@@ -225,14 +260,17 @@ func (t *Target) Reset(ctx context.Context, stream, table string, truncate bool)
 	return nil
 }
 
-// book makes the bookkeeping table once per Target.
+// book makes the bookkeeping table, or adds the note column to one made
+// without it, once per Target. Nodes sharing the database may race to do
+// either: the loser finds the column there when it reads them again.
 func (t *Target) book(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.booked {
 		return nil
 	}
-	have, err := t.e.columns(ctx, tableName{name: bookTable})
+	book := tableName{name: bookTable}
+	have, err := t.e.columns(ctx, book)
 	if err != nil {
 		return err
 	}
@@ -240,9 +278,26 @@ func (t *Target) book(ctx context.Context) error {
 		if err := t.e.createBook(ctx); err != nil {
 			return fmt.Errorf("create the bookkeeping table %s: %w", bookTable, err)
 		}
+	} else if !hasColumn(have, noteColumn) {
+		if err := t.e.addNote(ctx); err != nil {
+			again, rerr := t.e.columns(ctx, book)
+			if rerr != nil || !hasColumn(again, noteColumn) {
+				return fmt.Errorf("add the column %s to the bookkeeping table %s (a database administrator may add it: %s text NULL): %w",
+					noteColumn, bookTable, noteColumn, err)
+			}
+		}
 	}
 	t.booked = true
 	return nil
+}
+
+func hasColumn(cols []tableColumn, name string) bool {
+	for _, c := range cols {
+		if c.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // tableName is a table, in the connection's default schema when Schema is
@@ -392,6 +447,23 @@ type delivery struct {
 	seq    int64
 	rows   []source.Row
 	dels   []source.Key
+	note   func(Counts) []byte // nil: no note
+}
+
+// noteArg is the driver argument of the note recorded with counts c: NULL
+// without a note function.
+func (d *delivery) noteArg(c Counts) (any, error) {
+	if d.note == nil {
+		return nil, nil
+	}
+	b := d.note(c)
+	if b == nil {
+		return nil, nil
+	}
+	if !utf8.Valid(b) {
+		return nil, fmt.Errorf("%w: the delivery's note is not UTF-8 text", ErrBadValue)
+	}
+	return string(b), nil
 }
 
 func newDelivery(table string, cols []Column, stream string, seq uint64, upserts []source.Row, deletes []source.Key) (*delivery, error) {

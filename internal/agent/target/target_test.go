@@ -91,7 +91,7 @@ func readBack(t *testing.T, b *backend, table string, cols []target.Column) []so
 
 func apply(t *testing.T, b *backend, table string, cols []target.Column, stream string, seq uint64, ups []source.Row, dels ...source.Key) target.Counts {
 	t.Helper()
-	c, skipped, err := b.tgt.Apply(context.Background(), table, cols, stream, seq, ups, dels)
+	c, skipped, err := b.tgt.Apply(context.Background(), table, cols, stream, seq, ups, dels, nil)
 	if err != nil {
 		t.Fatalf("apply %s #%d: %v", stream, seq, err)
 	}
@@ -218,7 +218,7 @@ func TestRedeliveryHasNoSecondEffect(t *testing.T) {
 		}
 		apply(t, b, "redeliver", cols, "r", 5, []source.Row{row("1", "five")})
 		for _, seq := range []uint64{5, 4, 0} {
-			c, skipped, err := b.tgt.Apply(ctx, "redeliver", cols, "r", seq, []source.Row{row("1", "again"), row("2", "x")}, []source.Key{{"1"}})
+			c, skipped, err := b.tgt.Apply(ctx, "redeliver", cols, "r", seq, []source.Row{row("1", "again"), row("2", "x")}, []source.Key{{"1"}}, nil)
 			if err != nil || !skipped || c != (target.Counts{}) {
 				t.Errorf("seq %d after 5: %+v skipped=%v err=%v; want skipped with no counts", seq, c, skipped, err)
 			}
@@ -257,7 +257,7 @@ func TestConcurrentRedeliveryAppliesOnce(t *testing.T) {
 		results := make(chan result)
 		for range 4 {
 			go func() {
-				c, skipped, err := b.tgt.Apply(context.Background(), "race", cols, "same", 1, ups, nil)
+				c, skipped, err := b.tgt.Apply(context.Background(), "race", cols, "same", 1, ups, nil, nil)
 				results <- result{c, skipped, err}
 			}()
 		}
@@ -290,7 +290,9 @@ func TestBadValueChangesNothing(t *testing.T) {
 		if err := b.tgt.Ensure(ctx, "bad", cols, false); err != nil {
 			t.Fatal(err)
 		}
-		apply(t, b, "bad", cols, "b", 1, []source.Row{row("0", "0", "before")})
+		if _, _, err := b.tgt.Apply(ctx, "bad", cols, "b", 1, []source.Row{row("0", "0", "before")}, nil, countsNote); err != nil {
+			t.Fatal(err)
+		}
 		var ups []source.Row
 		for i := 1; i <= 1000; i++ {
 			ups = append(ups, row(strconv.Itoa(i), strconv.Itoa(i), "ok"))
@@ -308,7 +310,7 @@ func TestBadValueChangesNothing(t *testing.T) {
 			{"NULL refused by the database", append(slices.Clone(ups), row("1001", "1", nil)), nil},
 		}
 		for _, tc := range cases {
-			_, skipped, err := b.tgt.Apply(ctx, "bad", cols, "b", 2, tc.ups, []source.Key{{"0"}})
+			_, skipped, err := b.tgt.Apply(ctx, "bad", cols, "b", 2, tc.ups, []source.Key{{"0"}}, countsNote)
 			if err == nil || skipped {
 				t.Errorf("%s: applied (skipped=%v), want an error", tc.name, skipped)
 				continue
@@ -320,14 +322,132 @@ func TestBadValueChangesNothing(t *testing.T) {
 			if n := b.count(t, "bad"); n != 1 {
 				t.Errorf("%s: the table has %d rows after the failed delivery, want 1", tc.name, n)
 			}
-			if seq, _ := b.tgt.Applied(ctx, "b"); seq != 1 {
-				t.Errorf("%s: applied %d after the failed delivery, want 1", tc.name, seq)
+			if seq, note, err := b.tgt.LastNote(ctx, "b"); seq != 1 || string(note) != "inserted 1" || err != nil {
+				t.Errorf("%s: applied %d with note %q (%v) after the failed delivery, want 1 and the first delivery's note", tc.name, seq, note, err)
 			}
 		}
 		// The delivery, fixed, goes through with the same seq.
 		c := apply(t, b, "bad", cols, "b", 2, append(ups, row("1001", "1", "fixed")), source.Key{"0"})
 		if want := (target.Counts{Inserted: 1001, Deleted: 1}); c != want {
 			t.Errorf("fixed delivery: %+v, want %+v", c, want)
+		}
+	})
+}
+
+// countsNote is a delivery's note: what it inserted.
+func countsNote(c target.Counts) []byte { return fmt.Appendf(nil, "inserted %d", c.Inserted) }
+
+func TestNoteIsRecordedWithTheSeq(t *testing.T) {
+	cols := []target.Column{{Name: "id", DataType: "I", Key: true}, {Name: "v", DataType: "C"}}
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		ensure(t, b, "noted", cols)
+		if seq, note, err := b.tgt.LastNote(ctx, "n"); seq != 0 || note != nil || err != nil {
+			t.Fatalf("before any delivery: %d %q %v; want 0 and no note", seq, note, err)
+		}
+		var seen target.Counts
+		note := func(c target.Counts) []byte {
+			seen = c
+			return fmt.Appendf(nil, `{"inserted":%d,"updated":%d,"deleted":%d,"text":"长 '\"}`, c.Inserted, c.Updated, c.Deleted)
+		}
+		apply(t, b, "noted", cols, "n", 1, []source.Row{row("1", "a"), row("2", "b")})
+		c, skipped, err := b.tgt.Apply(ctx, "noted", cols, "n", 2, []source.Row{row("1", "a2"), row("3", "c")}, []source.Key{{"2"}}, note)
+		if err != nil || skipped {
+			t.Fatalf("apply #2: %v skipped=%v", err, skipped)
+		}
+		if c != seen {
+			t.Errorf("the note was made from %+v, Apply returned %+v", seen, c)
+		}
+		want := `{"inserted":1,"updated":1,"deleted":1,"text":"长 '\"}`
+		if seq, got, err := b.tgt.LastNote(ctx, "n"); seq != 2 || string(got) != want || err != nil {
+			t.Fatalf("after #2: %d %q %v; want 2 %q", seq, got, err, want)
+		}
+		// A redelivery is skipped without asking for a note or changing it.
+		for _, seq := range []uint64{2, 1} {
+			_, skipped, err := b.tgt.Apply(ctx, "noted", cols, "n", seq, []source.Row{row("9", "x")}, nil, func(target.Counts) []byte {
+				t.Errorf("redelivery #%d asked for a note", seq)
+				return []byte("redelivered")
+			})
+			if err != nil || !skipped {
+				t.Errorf("redelivery #%d: %v skipped=%v; want skipped", seq, err, skipped)
+			}
+		}
+		if seq, got, _ := b.tgt.LastNote(ctx, "n"); seq != 2 || string(got) != want {
+			t.Errorf("after redeliveries: %d %q; want 2 %q", seq, got, want)
+		}
+		// Another stream has its own note; a delivery without one
+		// records none.
+		apply(t, b, "noted", cols, "other", 7, []source.Row{row("4", "d")})
+		if seq, got, _ := b.tgt.LastNote(ctx, "other"); seq != 7 || got != nil {
+			t.Errorf("stream without a note: %d %q; want 7 and none", seq, got)
+		}
+		if seq, got, _ := b.tgt.LastNote(ctx, "n"); seq != 2 || string(got) != want {
+			t.Errorf("n after another stream's delivery: %d %q", seq, got)
+		}
+		if _, _, err := b.tgt.Apply(ctx, "noted", cols, "n", 3, []source.Row{row("5", "e")}, nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		if seq, got, _ := b.tgt.LastNote(ctx, "n"); seq != 3 || got != nil {
+			t.Errorf("after #3 without a note: %d %q; want 3 and none", seq, got)
+		}
+		if _, _, err := b.tgt.Apply(ctx, "noted", cols, "n", 4, nil, nil, func(target.Counts) []byte { return []byte{0xff} }); !errors.Is(err, target.ErrBadValue) {
+			t.Errorf("a note that is not UTF-8: %v, want %v", err, target.ErrBadValue)
+		}
+		if _, _, err := b.tgt.Apply(ctx, "noted", cols, "n", 4, nil, nil, note); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.tgt.Reset(ctx, "n", "noted", false); err != nil {
+			t.Fatal(err)
+		}
+		if seq, got, err := b.tgt.LastNote(ctx, "n"); seq != 0 || got != nil || err != nil {
+			t.Errorf("after reset: %d %q %v; want 0 and no note", seq, got, err)
+		}
+	})
+}
+
+func TestOldBookkeepingTableGetsTheNoteColumn(t *testing.T) {
+	cols := []target.Column{{Name: "id", DataType: "I", Key: true}, {Name: "v", DataType: "C"}}
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		// The table as earlier versions made it, with a stream applied.
+		old := map[string]string{
+			source.SQLite:   "stream TEXT PRIMARY KEY, seq INTEGER NOT NULL, applied_at DATETIME NOT NULL",
+			source.Postgres: "stream text PRIMARY KEY, seq bigint NOT NULL, applied_at timestamp with time zone NOT NULL",
+			source.MySQL:    "stream VARCHAR(255) NOT NULL PRIMARY KEY, seq BIGINT NOT NULL, applied_at DATETIME(6) NOT NULL",
+		}[b.kind]
+		b.exec(t, "CREATE TABLE govshare_applied ("+old+")")
+		b.exec(t, "INSERT INTO govshare_applied (stream, seq, applied_at) VALUES ('old', 4, '2024-05-01 08:00:00')")
+		// Nodes sharing the database race to add the column.
+		errs := make(chan error)
+		for range 4 {
+			go func() {
+				tgt, err := target.Open(b.kind, b.dsn)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer tgt.Close()
+				seq, note, err := tgt.LastNote(ctx, "old")
+				if err == nil && (seq != 4 || note != nil) {
+					err = fmt.Errorf("the old row reads %d %q, want 4 and no note", seq, note)
+				}
+				errs <- err
+			}()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				t.Errorf("a node using the old bookkeeping table: %v", err)
+			}
+		}
+		ensure(t, b, "upgraded", cols)
+		if c, skipped, err := b.tgt.Apply(ctx, "upgraded", cols, "old", 4, []source.Row{row("1", "x")}, nil, countsNote); err != nil || !skipped || c != (target.Counts{}) {
+			t.Errorf("redelivery of the old stream's last seq: %+v skipped=%v %v; want skipped", c, skipped, err)
+		}
+		if _, _, err := b.tgt.Apply(ctx, "upgraded", cols, "old", 5, []source.Row{row("1", "x")}, nil, countsNote); err != nil {
+			t.Fatal(err)
+		}
+		if seq, note, err := b.tgt.LastNote(ctx, "old"); seq != 5 || string(note) != "inserted 1" || err != nil {
+			t.Errorf("after the upgrade: %d %q %v; want 5 \"inserted 1\"", seq, note, err)
 		}
 	})
 }
@@ -383,10 +503,10 @@ func TestEnsureSaysWhichColumn(t *testing.T) {
 		}
 		// Apply checks the table as well: a key it does not have would
 		// upsert by another key.
-		if _, _, err := b.tgt.Apply(ctx, "other_key", cols, "e", 1, []source.Row{row("x", "2024", "1")}, nil); !errors.Is(err, target.ErrMismatch) {
+		if _, _, err := b.tgt.Apply(ctx, "other_key", cols, "e", 1, []source.Row{row("x", "2024", "1")}, nil, nil); !errors.Is(err, target.ErrMismatch) {
 			t.Errorf("apply to a table with another key: %v, want ErrMismatch", err)
 		}
-		if _, _, err := b.tgt.Apply(ctx, "missing", cols, "e", 1, []source.Row{row("x", "2024", "1")}, nil); !errors.Is(err, target.ErrNoTable) {
+		if _, _, err := b.tgt.Apply(ctx, "missing", cols, "e", 1, []source.Row{row("x", "2024", "1")}, nil, nil); !errors.Is(err, target.ErrNoTable) {
 			t.Errorf("apply to a missing table: %v, want ErrNoTable", err)
 		}
 		// And the data items themselves.
@@ -421,7 +541,7 @@ func TestExistingColumnThatWouldRoundIsRefused(t *testing.T) {
 			fits, rounded = "1234567890123.12", "1234567890123.125"
 		}
 		apply(t, b, "narrow", cols, "n", 1, []source.Row{row("1", fits)})
-		_, _, err := b.tgt.Apply(ctx, "narrow", cols, "n", 2, []source.Row{row("2", "1"), row("3", rounded)}, nil)
+		_, _, err := b.tgt.Apply(ctx, "narrow", cols, "n", 2, []source.Row{row("2", "1"), row("3", rounded)}, nil, nil)
 		if !errors.Is(err, target.ErrBadValue) {
 			t.Fatalf("a value the column would round: %v, want ErrBadValue", err)
 		}
