@@ -517,9 +517,15 @@ func (s *Service) CreateSubscription(ctx context.Context, actor policy.Actor, re
 		return Subscription{}, apperr.Invalid("exchange.resource_unmounted", "grant_id", "提供部门尚未挂接该资源", "the provider has not mounted the resource yet")
 	}
 	for _, k := range r.Keys() {
-		if !slices.ContainsFunc(permit.Items, func(p share.PermitItem) bool { return p.MachineName == k.MachineName }) {
-			return Subscription{}, apperr.Invalid("exchange.key_not_granted", "items", "交换需要主键信息项 "+k.MachineName+"，但未获授权", "exchange needs the key item "+k.MachineName+", which is not granted")
+		if slices.ContainsFunc(permit.Items, func(p share.PermitItem) bool { return p.MachineName == k.MachineName }) {
+			continue
 		}
+		// Granted but left out of the chosen items: the consumer can put
+		// it back, so say that rather than send them to apply again.
+		if slices.Contains(g.Items, k.MachineName) {
+			return Subscription{}, apperr.Invalid("exchange.key_not_chosen", "items", "主键信息项 "+k.MachineName+" 必须交付", "the key item "+k.MachineName+" is always delivered")
+		}
+		return Subscription{}, apperr.Invalid("exchange.key_not_granted", "items", "交换需要主键信息项 "+k.MachineName+"，但未获授权", "exchange needs the key item "+k.MachineName+", which is not granted")
 	}
 	if !validTable(req.Table) {
 		return Subscription{}, apperr.Invalid("exchange.table_invalid", "table", "目标表名只能由小写字母、数字和下划线组成，可带 schema.", "table names are lowercase letters, digits and underscores, optionally schema.table")

@@ -13,6 +13,7 @@ import (
 
 	"govshare/internal/catalog"
 	"govshare/internal/exchange/wire"
+	"govshare/internal/identity"
 	"govshare/internal/pki"
 	"govshare/internal/policy"
 	"govshare/internal/store"
@@ -87,6 +88,42 @@ var peopleTable = []wire.SourceInfo{{Name: "hjk", Kind: "postgres", Tables: []wi
 	{Name: "xm", Type: "character varying(50)", DataType: "C", Length: 50},
 	{Name: "gxsj", Type: "timestamp without time zone", DataType: "T"},
 }}}}}
+
+// exchangeGrantAndNode gives the civil affairs department an exchange
+// grant of a mounted resource's citizen_id (its key) and name, and an
+// enrolled node; it returns the department, its data administrator's
+// browser, the grant and the node. Before the node the subscription form
+// is not offered.
+func (e *env) exchangeGrantAndNode() (identity.Department, *browser, string, int64) {
+	t := e.t
+	t.Helper()
+	ctx := context.Background()
+	civil, toks := e.civil()
+	en := e.publishEntryWith("人口交换", catalog.ShareUnconditional, catalog.MethodExchange)
+	if _, err := e.res.Mount(ctx, e.users[policy.DeptAdmin].Actor(), en.ID); err != nil {
+		t.Fatal(err)
+	}
+	status, m := e.apiTok(toks[policy.DeptAdmin], "POST", "/api/v1/applications", map[string]any{"entry_id": en.ID, "items": []string{"citizen_id", "name"},
+		"methods": []string{"exchange"}, "purpose": "低保核验"})
+	if status != 201 {
+		t.Fatalf("apply: %d %v", status, m)
+	}
+	status, m = e.apiTok(toks[policy.DeptAdmin], "GET", "/api/v1/grants?side=mine", nil)
+	if status != 200 || len(m["list"].([]any)) != 1 {
+		t.Fatalf("grants: %d %v", status, m)
+	}
+	grantID := fmt.Sprint(m["list"].([]any)[0].(map[string]any)["id"])
+
+	mz := e.browser()
+	mz.login("mzj.dept_admin")
+	_, page, _ := mz.get("/exchange/subscriptions")
+	if !strings.Contains(page, `id="sub-unavailable"`) || strings.Contains(page, `id="sub-form"`) {
+		t.Fatal("a subscription form without a node to deliver to")
+	}
+	nodeID, code, _ := mz.registerNode("民政前置机")
+	e.enrolNode(nodeID, code, nil)
+	return civil, mz, grantID, nodeID
+}
 
 // TestExchangePagesManageNodesAndJobs is a data administrator's way
 // through the exchange pages: register a node and see its code once, read
@@ -306,36 +343,14 @@ func TestExchangePagesSubscribeAndWatch(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *store.DB) {
 		e := newEnv(t, db, nil)
 		ctx := context.Background()
-		civil, toks := e.civil()
-		en := e.publishEntryWith("人口交换", catalog.ShareUnconditional, catalog.MethodExchange)
-		if _, err := e.res.Mount(ctx, e.users[policy.DeptAdmin].Actor(), en.ID); err != nil {
-			t.Fatal(err)
-		}
-		status, m := e.apiTok(toks[policy.DeptAdmin], "POST", "/api/v1/applications", map[string]any{"entry_id": en.ID, "items": []string{"citizen_id", "name"},
-			"methods": []string{"exchange"}, "purpose": "低保核验"})
-		if status != 201 {
-			t.Fatalf("apply: %d %v", status, m)
-		}
-		status, m = e.apiTok(toks[policy.DeptAdmin], "GET", "/api/v1/grants?side=mine", nil)
-		if status != 200 || len(m["list"].([]any)) != 1 {
-			t.Fatalf("grants: %d %v", status, m)
-		}
-		grantID := fmt.Sprint(m["list"].([]any)[0].(map[string]any)["id"])
-
-		mz := e.browser()
-		mz.login("mzj.dept_admin")
+		civil, mz, grantID, nodeID := e.exchangeGrantAndNode()
 		_, page, _ := mz.get("/exchange/subscriptions")
-		if !strings.Contains(page, `id="sub-unavailable"`) || strings.Contains(page, `id="sub-form"`) {
-			t.Fatal("a subscription form without a node to deliver to")
-		}
-		nodeID, code, _ := mz.registerNode("民政前置机")
-		e.enrolNode(nodeID, code, nil)
-		_, page, _ = mz.get("/exchange/subscriptions")
 		if !strings.Contains(page, `id="sub-form"`) || !strings.Contains(page, `<option value="`+grantID+`"`) {
 			t.Fatal("the subscription form does not offer the exchange grant")
 		}
 		form := url.Values{"grant_id": {grantID}, "node_id": {fmt.Sprint(nodeID)}, "target": {"yw"}, "table": {"Bad Table"}, "create": {"on"}, "delivery": {"realtime"}}
-		if status, page, _ = mz.submit("/exchange/subscriptions", "/exchange/subscriptions", form); status != 422 || !fieldError(page, "table") {
+		status, page, _ := mz.submit("/exchange/subscriptions", "/exchange/subscriptions", form)
+		if status != 422 || !fieldError(page, "table") {
 			t.Fatalf("a bad table name: %d", status)
 		}
 		form.Set("table", "rk_copy")
@@ -470,6 +485,86 @@ func TestExchangePagesSubscribeAndWatch(t *testing.T) {
 		}
 		if _, page, _ = mz.get("/exchange/subscriptions"); strings.Contains(page, fmt.Sprintf(`<tr data-id="%d"`, subID)) {
 			t.Fatal("a deleted subscription is listed")
+		}
+	})
+}
+
+// TestExchangePagesSubscribeToChosenItems: the subscription form offers
+// the chosen grant's items, all checked, the key fixed; what is checked
+// is what the subscription delivers, a refused form keeps the choice, and
+// a list without the key is refused at the items.
+func TestExchangePagesSubscribeToChosenItems(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, nil)
+		ctx := context.Background()
+		_, mz, grantID, nodeID := e.exchangeGrantAndNode()
+		field := "items_" + grantID
+		itemBox := func(page, item string) string {
+			return regexp.MustCompile(`(?s)<label class="check" data-item="` + item + `">.*?</label>`).FindString(page)
+		}
+		_, page, _ := mz.get("/exchange/subscriptions")
+		if !strings.Contains(page, `<fieldset id="sub-items-`+grantID+`" data-shown-by="sub-grant" data-shown-for="`+grantID+`"`) {
+			t.Fatal("the form offers no items for the grant")
+		}
+		if !strings.Contains(page, `<input type="hidden" name="`+field+`" value="citizen_id">`) || !strings.Contains(itemBox(page, "citizen_id"), "checked disabled") {
+			t.Fatalf("the key is not fixed: %q", itemBox(page, "citizen_id"))
+		}
+		if box := itemBox(page, "name"); !strings.Contains(box, `name="`+field+`" value="name" checked`) || !strings.Contains(box, "姓名") || !strings.Contains(box, "(name)") {
+			t.Fatalf("a fresh form does not deliver every item: %q", box)
+		}
+
+		delivered := func(loc string) []string {
+			t.Helper()
+			var id int64
+			fmt.Sscanf(loc, "/exchange/subscriptions/%d", &id)
+			var raw string
+			if err := e.db.QueryRow(ctx, "SELECT items FROM exchange_subscriptions WHERE id = ?", id).Scan(&raw); err != nil {
+				t.Fatal(err)
+			}
+			var items []string
+			json.Unmarshal([]byte(raw), &items)
+			return items
+		}
+		subscribe := func(table string, items ...string) (int, string, string) {
+			form := url.Values{"grant_id": {grantID}, "node_id": {fmt.Sprint(nodeID)}, "target": {"yw"}, "table": {table}, "delivery": {"realtime"}, field: items}
+			return mz.submit("/exchange/subscriptions", "/exchange/subscriptions", form)
+		}
+
+		// Every item, as the form comes.
+		status, _, loc := subscribe("rk_all", "citizen_id", "name")
+		if got := delivered(loc); status != 303 || strings.Join(got, ",") != "citizen_id,name" {
+			t.Fatalf("every item: %d %v", status, got)
+		}
+		// Without the name: only the key, and its page says so.
+		status, _, loc = subscribe("rk_key", "citizen_id")
+		if got := delivered(loc); status != 303 || strings.Join(got, ",") != "citizen_id" {
+			t.Fatalf("without the name: %d %v", status, got)
+		}
+		if _, page, _ = mz.get(loc); !strings.Contains(page, `<span class="badge mono">citizen_id</span>`) || strings.Contains(page, `<span class="badge mono">name</span>`) {
+			t.Fatal("the subscription's page does not show what it delivers")
+		}
+		// A refused form keeps the name left out.
+		status, page, _ = subscribe("Bad Table", "citizen_id")
+		if status != 422 || !fieldError(page, "table") || strings.Contains(itemBox(page, "name"), "checked") {
+			t.Fatalf("a refused form does not keep the items: %d %q", status, itemBox(page, "name"))
+		}
+		// Without the key: refused at the items, the choice kept.
+		status, page, _ = subscribe("rk_nokey", "name")
+		if status != 422 || !fieldError(page, "items") || !strings.Contains(page, "主键信息项 citizen_id 必须交付") ||
+			!strings.Contains(itemBox(page, "name"), "checked") || !strings.Contains(page, `<fieldset id="sub-items-`+grantID+`" data-shown-by="sub-grant" data-shown-for="`+grantID+`" class="invalid">`) {
+			t.Fatalf("a list without the key: %d", status)
+		}
+		var n int
+		if err := e.db.QueryRow(ctx, "SELECT COUNT(*) FROM exchange_subscriptions WHERE target_table = ?", "rk_nokey").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("a subscription without its key was created: %d %v", n, err)
+		}
+
+		mz.get("/lang?to=en")
+		if status, page, _ = mz.get("/exchange/subscriptions"); status != 200 || !strings.Contains(page, "Items to deliver") || untranslatedRE.MatchString(page) {
+			t.Fatalf("the English form: %d %q", status, untranslatedRE.FindString(page))
+		}
+		if status, page, _ = subscribe("rk_nokey", "name"); status != 422 || !strings.Contains(page, "the key item citizen_id is always delivered") || untranslatedRE.MatchString(page) {
+			t.Fatalf("the English refusal: %d %q", status, untranslatedRE.FindString(page))
 		}
 	})
 }

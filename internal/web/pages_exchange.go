@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -583,9 +584,54 @@ type subsData struct {
 	CanBridge bool
 	checksData
 	// The form's choices: the department's active grants that allow
-	// exchange, and its nodes.
-	Grants []share.Grant
-	Nodes  []exchange.NodeInfo
+	// exchange with the items each may deliver, and its nodes.
+	Grants     []share.Grant
+	GrantItems map[int64]itemChoice
+	Nodes      []exchange.NodeInfo
+}
+
+// itemChoice is what the subscription form offers of one grant: its
+// items, under the field that carries the chosen ones.
+type itemChoice struct {
+	Field string
+	Items []subItem
+}
+
+// subItem is a granted item as the subscription form offers it.
+type subItem struct {
+	MachineName string
+	Name        string
+	Key         bool // the resource's key: always delivered
+}
+
+// itemsField is the form field holding the items chosen for a grant. The
+// form offers every grant's items, so each grant has its own field and
+// the handler reads only the chosen grant's.
+func itemsField(grantID int64) string { return "items_" + itoa(grantID) }
+
+// grantItems are a grant's items in the grant's order, named and marked
+// as the mounted resource has them (it decides which items are the key),
+// or as the published entry has them before the resource is mounted.
+func (s *Server) grantItems(ctx context.Context, g share.Grant) []subItem {
+	known := map[string]subItem{}
+	if res, err := s.Resources.ByCode(ctx, g.EntryCode); err == nil {
+		for _, c := range res.Columns {
+			known[c.MachineName] = subItem{MachineName: c.MachineName, Name: c.Name, Key: c.Key}
+		}
+	} else if _, content, err := s.Catalog.Published(ctx, g.EntryID); err == nil {
+		for _, it := range content.Items {
+			known[it.MachineName] = subItem{MachineName: it.MachineName, Name: it.Name, Key: it.Key}
+		}
+	}
+	out := make([]subItem, 0, len(g.Items))
+	for _, m := range g.Items {
+		it, ok := known[m]
+		if !ok {
+			it = subItem{MachineName: m}
+		}
+		out = append(out, it)
+	}
+	return out
 }
 
 func (s *Server) subsPage(w http.ResponseWriter, r *http.Request, c *current) {
@@ -602,9 +648,16 @@ func (s *Server) renderSubs(w http.ResponseWriter, r *http.Request, c *current, 
 	d := subsData{Subs: subs, CanBridge: policy.Allowed(a, policy.ExchangeBridge, policy.Target{DeptID: a.DeptID})}
 	if d.CanBridge {
 		grants, _ := s.Share.Grants(ctx, a, share.GrantFilter{Side: "mine", State: "active", Limit: 500})
+		d.GrantItems = map[int64]itemChoice{}
 		for _, g := range grants {
 			if slices.Contains(g.Methods, catalog.MethodExchange) {
 				d.Grants = append(d.Grants, g)
+				d.GrantItems[g.ID] = itemChoice{Field: itemsField(g.ID), Items: s.grantItems(ctx, g)}
+				// A fresh form delivers every item; a refused one keeps
+				// what was chosen.
+				if r.Method != http.MethodPost {
+					form[itemsField(g.ID)] = g.Items
+				}
 			}
 		}
 		nodes, _ := s.Exchange.Nodes(ctx, a, a.DeptID)
@@ -625,6 +678,13 @@ func (s *Server) subCreate(w http.ResponseWriter, r *http.Request, c *current) {
 		Create: f.Get("create") == "on", Realtime: f.Get("delivery") == "realtime"}
 	req.GrantID, _ = strconv.ParseInt(f.Get("grant_id"), 10, 64)
 	req.NodeID, _ = strconv.ParseInt(f.Get("node_id"), 10, 64)
+	// Key items come as hidden fields, so they are always among the
+	// chosen. Every item checked is sent as the full list, not as the
+	// empty list the service reads as "all granted": both store the
+	// grant's items as they are today, and the list says what was chosen.
+	if req.GrantID != 0 {
+		req.Items = f[itemsField(req.GrantID)]
+	}
 	var err error
 	switch {
 	case req.GrantID == 0:

@@ -62,7 +62,18 @@
     el.insertAdjacentElement('afterend', button);
   });
 
-  // 3. Put the cursor in the first field the server rejected.
+  // 3. Parts of a form that belong to one choice of a select: data-shown-by
+  // names the select, data-shown-for the value. Without this script every
+  // part shows and the server reads only the chosen one's fields.
+  Array.prototype.forEach.call(document.querySelectorAll('[data-shown-by]'), function (part) {
+    var select = document.getElementById(part.getAttribute('data-shown-by'));
+    if (!select) { return; }
+    function show() { part.hidden = select.value !== part.getAttribute('data-shown-for'); }
+    select.addEventListener('change', show);
+    show();
+  });
+
+  // 4. Put the cursor in the first field the server rejected.
   // (td.invalid: the data-item rows of the catalog entry form.)
   var invalid = document.querySelector(
     'label.invalid input:not([type=hidden]), label.invalid select, label.invalid textarea, td.invalid input, td.invalid select');
