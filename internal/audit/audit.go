@@ -26,6 +26,7 @@ import (
 
 	"github.com/emmansun/gmsm/sm3"
 
+	"govshare/internal/jsontext"
 	"govshare/internal/policy"
 )
 
@@ -76,6 +77,9 @@ func Details(m map[string]any) string {
 	if len(m) == 0 {
 		return ""
 	}
+	if b, ok := jsontext.AppendObject(make([]byte, 0, 128), m); ok {
+		return string(b)
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Sprintf(`{"error":%q}`, err.Error())
@@ -86,11 +90,22 @@ func Details(m map[string]any) string {
 // canonical is the byte string an event's hash covers: every field but the
 // hashes themselves, in a fixed order, as a JSON array.
 func canonical(e *Event) []byte {
-	b, _ := json.Marshal([]any{
-		e.Seq, e.Time.UTC().Format(timeLayout), e.ActorType, e.ActorID, e.ActorName, e.DeptID,
-		e.Action, e.ObjectType, e.ObjectID, e.Result, e.ClientAddr, e.RequestID, e.Purpose, e.Details,
-	})
-	return b
+	b := make([]byte, 0, 256+len(e.Details)+len(e.Purpose))
+	b = append(b, '[')
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, ',')
+	b = jsontext.AppendString(b, e.Time.UTC().Format(timeLayout))
+	for _, s := range [...]string{e.ActorType, e.ActorID, e.ActorName} {
+		b = append(b, ',')
+		b = jsontext.AppendString(b, s)
+	}
+	b = append(b, ',')
+	b = strconv.AppendInt(b, e.DeptID, 10)
+	for _, s := range [...]string{e.Action, e.ObjectType, e.ObjectID, e.Result, e.ClientAddr, e.RequestID, e.Purpose, e.Details} {
+		b = append(b, ',')
+		b = jsontext.AppendString(b, s)
+	}
+	return append(b, ']')
 }
 
 const timeLayout = "2006-01-02T15:04:05.000000Z"

@@ -40,11 +40,15 @@ type Log struct {
 	// writeMu serialises batches inside this process; the row lock on
 	// audit_head serialises them across processes.
 	writeMu sync.Mutex
+
+	claimerMu sync.RWMutex
+	claimer   Claimer // writes claims with their events (SetClaimer)
 }
 
 type pending struct {
-	ev  Event
-	res chan error
+	ev    Event
+	claim *Claim // taken from the appending context, or nil
+	res   chan error
 }
 
 // ErrClosed is returned by Append after Close.
@@ -109,7 +113,13 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 		e.ActorType = ActorSystem
 	}
 	p := &pending{ev: e, res: make(chan error, 1)}
+	if c := ClaimFrom(ctx); c != nil && l.claimerOf() != nil && c.Take() {
+		p.claim = c
+	}
 	l.gate.RLock()
+	if l.closed && p.claim != nil {
+		p.claim.Settle(false, ErrClosed)
+	}
 	if l.closed {
 		l.gate.RUnlock()
 		return ErrClosed
@@ -119,6 +129,9 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 		l.gate.RUnlock()
 	case <-ctx.Done():
 		l.gate.RUnlock()
+		if p.claim != nil {
+			p.claim.Settle(false, ctx.Err())
+		}
 		return ctx.Err()
 	}
 	// Once queued the event will be written; wait for the outcome even if
@@ -168,21 +181,34 @@ func (l *Log) run() {
 }
 
 func (l *Log) flush(batch []*pending) {
-	evs := make([]*Event, len(batch))
-	for i, p := range batch {
-		evs[i] = &p.ev
-	}
-	err := l.write(context.Background(), evs)
+	err := l.write(context.Background(), batch)
 	for _, p := range batch {
-		p.res <- err
+		switch {
+		case p.claim == nil:
+			p.res <- err
+		case err != nil:
+			p.claim.Settle(false, err)
+			p.res <- err
+		default:
+			_, fresh, _ := p.claim.Settled()
+			if fresh {
+				p.res <- nil
+			} else {
+				p.res <- ErrClaimUsed
+			}
+		}
 	}
 }
 
-// write appends evs in one transaction: lock the head, chain, insert, move
-// the head.
-func (l *Log) write(ctx context.Context, evs []*Event) error {
+// write appends the batch's events in one transaction: lock the head,
+// write the events' claims (an event whose claim was used before is
+// dropped), chain, insert, move the head. Claims are settled only once
+// the transaction has committed.
+func (l *Log) write(ctx context.Context, batch []*pending) error {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
+	var fresh []bool // per claim, in batch order
+	evs := make([]*Event, 0, len(batch))
 	err := l.db.InTx(ctx, func(tx *store.Tx) error {
 		lock := ""
 		if tx.Dialect() == store.Postgres {
@@ -202,6 +228,34 @@ func (l *Log) write(ctx context.Context, evs []*Event) error {
 		if err != nil {
 			return fmt.Errorf("read audit head: %w", err)
 		}
+		var claims []*Claim
+		for _, p := range batch {
+			if p.claim != nil {
+				claims = append(claims, p.claim)
+			}
+		}
+		fresh = nil
+		if len(claims) > 0 {
+			// Only pendings holding a claim exist when a claimer is set.
+			if fresh, err = l.claimerOf().ClaimIn(ctx, tx, claims); err != nil {
+				return fmt.Errorf("write the requests' one-time tokens: %w", err)
+			}
+		}
+		evs = evs[:0]
+		i := 0
+		for _, p := range batch {
+			if p.claim != nil {
+				ok := fresh[i]
+				i++
+				if !ok {
+					continue // used before: the event is not written
+				}
+			}
+			evs = append(evs, &p.ev)
+		}
+		if len(evs) == 0 {
+			return nil
+		}
 		for _, e := range evs {
 			seq++
 			e.Seq = seq
@@ -220,7 +274,14 @@ func (l *Log) write(ctx context.Context, evs []*Event) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("append %d audit events: %w", len(evs), err)
+		return fmt.Errorf("append %d audit events: %w", len(batch), err)
+	}
+	i := 0
+	for _, p := range batch {
+		if p.claim != nil {
+			p.claim.Settle(fresh[i], nil)
+			i++
+		}
 	}
 	return nil
 }

@@ -174,12 +174,16 @@ func (s *Service) plan(u *use, q Request, m catalog.ShareMethod) (*plan, error) 
 	p := &plan{}
 	fields := q.Fields
 	if len(fields) == 0 {
+		fields = make([]string, 0, len(visible))
 		for _, c := range visible {
 			if _, ok := u.granted[c.MachineName]; ok {
 				fields = append(fields, c.MachineName)
 			}
 		}
 	}
+	p.sel.Columns = make([]resource.Column, 0, len(fields))
+	p.items, p.names, p.masks = make([]string, 0, len(fields)), make([]string, 0, len(fields)), make([]*mask.Rule, 0, len(fields))
+	p.sel.Where = make([]resource.Cond, 0, len(q.Filters)+1)
 	for _, f := range fields {
 		it, ok := u.granted[f]
 		if !ok {

@@ -97,10 +97,16 @@ type Apps struct {
 	nonces *nonceLedger
 }
 
-// NewApps builds the service; secrets are sealed with keys.
+// NewApps builds the service; secrets are sealed with keys. When the
+// auditor writes claims (an audit.Log), it is told to write the nonces of
+// requests verified with VerifyLater in their audit events' transaction.
 func NewApps(db *store.DB, a Auditor, keys *secret.Keys) *Apps {
-	return &Apps{db: db, audit: a, seal: keys.Sealer("app"), now: store.Now,
+	s := &Apps{db: db, audit: a, seal: keys.Sealer("app"), now: store.Now,
 		cache: &appCache{ttl: time.Second, entries: map[string]cachedApp{}}, nonces: &nonceLedger{db: db}}
+	if l, ok := a.(interface{ SetClaimer(audit.Claimer) }); ok {
+		l.SetClaimer(s)
+	}
+	return s
 }
 
 // SetClock replaces the clock for tests.
@@ -271,64 +277,133 @@ type Signed struct {
 // address, a timestamp within ±5 minutes, a nonce not seen before, the
 // signature, and a stated purpose. Every refusal is audited.
 func (s *Apps) Verify(ctx context.Context, r Signed) (App, error) {
-	a, err := s.verify(ctx, r)
+	a, c, err := s.check(ctx, r)
+	if err == nil {
+		c.Take()
+		err = s.Claim(ctx, c)
+	}
 	if err != nil {
-		ae, _ := apperr.As(err)
-		code := "error"
-		if ae != nil {
-			code = ae.Code
-		}
-		_ = s.audit.Append(ctx, audit.Event{ActorType: audit.ActorApp, ActorID: r.AppKey, ActorName: r.AppKey, DeptID: a.DeptID,
-			Action: "app.auth_failed", ObjectType: "api", ObjectID: r.Path, Result: audit.ResultDenied, Purpose: r.Purpose,
-			Details: audit.Details(map[string]any{"reason": code})})
+		s.refused(ctx, r.AppKey, r.Path, r.Purpose, a.DeptID, err)
 	}
 	return a, err
 }
 
-func (s *Apps) verify(ctx context.Context, r Signed) (App, error) {
+// VerifyLater checks a signed request as Verify does but leaves its nonce
+// unused: the caller attaches the claim to the request's context
+// (audit.WithClaim), so the request's audit event writes it in its own
+// transaction, and calls Settle before answering. Refusals are audited.
+func (s *Apps) VerifyLater(ctx context.Context, r Signed) (App, *audit.Claim, error) {
+	a, c, err := s.check(ctx, r)
+	if err != nil {
+		s.refused(ctx, r.AppKey, r.Path, r.Purpose, a.DeptID, err)
+	}
+	return a, c, err
+}
+
+// Settle makes sure a request's claim is used up before the request is
+// answered: written by its audit event, or else now by the ledger. It
+// answers ErrSignNonce (audited) when the nonce was used before.
+func (s *Apps) Settle(ctx context.Context, c *audit.Claim, r Signed, deptID int64) error {
+	var err error
+	if c.Take() {
+		err = s.Claim(ctx, c)
+	} else {
+		settled, fresh, cerr := c.Settled()
+		switch {
+		case !settled: // taken by an event still being written: cannot happen once its Append returned
+			err = errors.New("the request's nonce is still being written")
+		case cerr != nil:
+			err = cerr
+		case !fresh:
+			err = ErrSignNonce
+		}
+	}
+	if err != nil {
+		s.refused(ctx, r.AppKey, r.Path, r.Purpose, deptID, err)
+	}
+	return err
+}
+
+// Claim uses up a taken claim through the nonce ledger (group commit),
+// settling it.
+func (s *Apps) Claim(ctx context.Context, c *audit.Claim) error {
+	fresh, err := s.nonces.claim(ctx, c.At, c.Scope, c.Token, s.now())
+	c.Settle(fresh, err)
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		return ErrSignNonce
+	}
+	return nil
+}
+
+// ClaimIn writes claims in the audit log's transaction (audit.Claimer):
+// the nonces of requests whose audit events are in the batch.
+func (s *Apps) ClaimIn(ctx context.Context, tx *store.Tx, claims []*audit.Claim) ([]bool, error) {
+	if before := s.nonces.purgeDue(s.now()); before != 0 {
+		s.nonces.purge(before)
+	}
+	keys := make([]nonceKey, len(claims))
+	for i, c := range claims {
+		keys[i] = nonceKey{c.At, c.Scope, c.Token}
+	}
+	return recordNonces(ctx, tx, tx.Dialect(), keys)
+}
+
+// refused audits a refused signed request.
+func (s *Apps) refused(ctx context.Context, appKey, path, purpose string, deptID int64, err error) {
+	ae, _ := apperr.As(err)
+	code := "error"
+	if ae != nil {
+		code = ae.Code
+	}
+	// The refusal's event must not take the request's claim.
+	ctx = audit.WithClaim(ctx, nil)
+	_ = s.audit.Append(ctx, audit.Event{ActorType: audit.ActorApp, ActorID: appKey, ActorName: appKey, DeptID: deptID,
+		Action: "app.auth_failed", ObjectType: "api", ObjectID: path, Result: audit.ResultDenied, Purpose: purpose,
+		Details: audit.Details(map[string]any{"reason": code})})
+}
+
+// check verifies everything but the nonce, which it returns as a claim
+// to use up.
+func (s *Apps) check(ctx context.Context, r Signed) (App, *audit.Claim, error) {
 	if r.AppKey == "" || r.Timestamp == "" || r.Nonce == "" || r.Signature == "" {
-		return App{}, ErrSignMissing
+		return App{}, nil, ErrSignMissing
 	}
 	if r.SignMethod == "" {
 		r.SignMethod = client.HMACSHA256
 	}
 	if r.SignMethod != client.HMACSHA256 && r.SignMethod != client.HMACSM3 {
-		return App{}, ErrSignMethod
+		return App{}, nil, ErrSignMethod
 	}
 	e, err := s.activeApp(ctx, r.AppKey)
 	if err != nil {
-		return App{}, err
+		return App{}, nil, err
 	}
 	a := e.app
 	if !addrAllowed(a.AllowedAddrs, r.ClientAddr) {
-		return a, ErrSignAddr
+		return a, nil, ErrSignAddr
 	}
 	ts, err := strconv.ParseInt(r.Timestamp, 10, 64)
 	now := s.now()
 	if err != nil || now.Sub(time.Unix(ts, 0)).Abs() > Window {
-		return a, ErrSignTime
+		return a, nil, ErrSignTime
 	}
 	want, err := client.Sign(r.SignMethod, string(e.secret), client.Canonical(r.Method, r.Path, r.Query, r.Timestamp, r.Nonce, r.Body))
 	if err != nil {
-		return a, ErrSignMethod
+		return a, nil, ErrSignMethod
 	}
 	if !hmac.Equal([]byte(want), []byte(r.Signature)) {
-		return a, ErrSignBad
+		return a, nil, ErrSignBad
 	}
 	if strings.TrimSpace(r.Purpose) == "" {
-		return a, ErrSignPurpose
+		return a, nil, ErrSignPurpose
 	}
-	// The nonce is recorded only for a valid signature, so nobody can burn
+	// The nonce is used up only for a valid signature, so nobody can burn
 	// another app's nonces; the unique key makes a replay fail even when
 	// two copies arrive at once, here or at another server.
-	fresh, err := s.nonces.claim(ctx, ts, a.ID, r.Nonce, now)
-	if err != nil {
-		return a, err
-	}
-	if !fresh {
-		return a, ErrSignNonce
-	}
-	return a, nil
+	return a, audit.NewClaim(a.ID, ts, r.Nonce), nil
 }
 
 // activeApp returns an active app with its opened secret, from the cache

@@ -182,3 +182,113 @@ func isNonceReused(err error) bool {
 	ae, ok := apperr.As(err)
 	return ok && ae.Code == "share.nonce_reused"
 }
+
+// TestNonceUsedWithTheAuditEvent: a request verified with VerifyLater
+// uses its nonce up in its audit event's transaction, or in the ledger
+// when it wrote no event; copies of one request going either way at once
+// (two servers) pass exactly once, and a refused copy's event is not
+// written.
+func TestNonceUsedWithTheAuditEvent(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		apps, police, _, log := setup(t, db)
+		ctx := context.Background()
+		app, sec, err := apps.Register(ctx, police, share.AppInput{Name: "户籍核验系统", Purpose: "核验", Contact: "张三"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, _ := secret.New(make([]byte, 32))
+		other := share.NewApps(db, log, keys) // a second server
+		now := time.Now()
+		body := []byte(`{}`)
+		queries := func() int {
+			evs, err := log.List(ctx, audit.Filter{Action: "data.query", Limit: 1000})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(evs)
+		}
+		// use serves a request the late way: verify, the operation's
+		// event (when it writes one), settle.
+		use := func(srv *share.Apps, r share.Signed, event bool) error {
+			a, c, err := srv.VerifyLater(ctx, r)
+			if err != nil {
+				return err
+			}
+			rctx := audit.WithClaim(ctx, c)
+			if event {
+				if err := log.Append(rctx, audit.Event{Action: "data.query", ObjectID: r.Nonce}); err != nil && !errors.Is(err, audit.ErrClaimUsed) {
+					return err
+				}
+			}
+			return srv.Settle(rctx, c, r, a.DeptID)
+		}
+		one := signed(t, app.Key, sec, client.HMACSHA256, now, "late-1", body)
+		if err := use(apps, one, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := use(apps, one, true); !isNonceReused(err) {
+			t.Fatalf("replay with an event: %v", err)
+		}
+		if err := use(apps, one, false); !isNonceReused(err) {
+			t.Fatalf("replay without an event: %v", err)
+		}
+		if _, err := apps.Verify(ctx, one); !isNonceReused(err) {
+			t.Fatalf("replay through Verify: %v", err)
+		}
+		if n := queries(); n != 1 {
+			t.Fatalf("%d data.query events, want 1", n)
+		}
+		// Without an event the ledger takes the nonce.
+		two := signed(t, app.Key, sec, client.HMACSHA256, now, "late-2", body)
+		if err := use(other, two, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := use(apps, two, true); !isNonceReused(err) {
+			t.Fatalf("replay of a request without event: %v", err)
+		}
+		// Copies at once, every way, on two servers.
+		replayed := signed(t, app.Key, sec, client.HMACSHA256, now, "late-3", body)
+		const copies = 30
+		var wg sync.WaitGroup
+		var passed, refused atomic.Int32
+		for i := range copies {
+			wg.Go(func() {
+				srv := apps
+				if i%2 == 1 {
+					srv = other
+				}
+				var err error
+				switch i % 3 {
+				case 0:
+					err = use(srv, replayed, true)
+				case 1:
+					err = use(srv, replayed, false)
+				default:
+					_, err = srv.Verify(ctx, replayed)
+				}
+				switch {
+				case err == nil:
+					passed.Add(1)
+				case isNonceReused(err):
+					refused.Add(1)
+				default:
+					t.Errorf("copy %d: %v", i, err)
+				}
+			})
+		}
+		wg.Wait()
+		if passed.Load() != 1 || refused.Load() != copies-1 {
+			t.Fatalf("copies passed %d, refused %d", passed.Load(), refused.Load())
+		}
+		if n := queries(); n > 2 {
+			t.Fatalf("%d data.query events: a refused copy's event was written", n)
+		}
+		var n int
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM app_nonces WHERE app_id = ?", app.ID).Scan(&n); err != nil || n != 3 {
+			t.Fatalf("%d nonces stored, want 3 (%v)", n, err)
+		}
+		if rep, err := log.Verify(ctx, nil); err != nil || rep.Break != nil {
+			t.Fatalf("chain: %+v %v", rep, err)
+		}
+	})
+}

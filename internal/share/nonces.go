@@ -66,14 +66,8 @@ func (l *nonceLedger) claim(ctx context.Context, signedAt, appID int64, nonce st
 	n := min(len(l.queue), maxNonceBatch)
 	batch := l.queue[:n:n]
 	l.queue = l.queue[n:]
-	var purgeBefore int64 // 0: no purge this time
-	if now.Sub(l.purged) > time.Minute {
-		l.purged = now
-		// Timestamps older than twice the window can never be
-		// replayed: they are refused anyway.
-		purgeBefore = now.Add(-2 * Window).Unix()
-	}
 	l.mu.Unlock()
+	purgeBefore := l.purgeDue(now)
 
 	// A caller's cancelled request must not abort the others' batch.
 	l.commit(context.WithoutCancel(ctx), batch, purgeBefore)
@@ -95,76 +89,108 @@ const nonceRows = 128
 // commit writes a batch and answers every claim: on PostgreSQL one
 // statement, which commits by itself, so a batch costs one round trip
 // (the ledger commits one batch at a time: its throughput is its batch
-// over its round trips); on SQLite, and when old nonces are purged, a
-// transaction of a few statements. RETURNING names the nonces inserted:
-// those were new. A claim is answered only once the statement or the
-// transaction has committed.
+// over its round trips); on SQLite a transaction of a few statements. A
+// claim is answered only once the statement or the transaction has
+// committed.
 func (l *nonceLedger) commit(ctx context.Context, batch []*nonceClaim, purgeBefore int64) {
-	type key struct {
-		at    int64
-		app   int64
-		nonce string
+	keys := make([]nonceKey, len(batch))
+	for i, c := range batch {
+		keys[i] = nonceKey{c.signedAt, c.appID, c.nonce}
 	}
-	first := make(map[key]*nonceClaim, len(batch))
-	uniq := make([]*nonceClaim, 0, len(batch))
-	for _, c := range batch {
-		k := key{c.signedAt, c.appID, c.nonce}
-		if first[k] == nil { // the same nonce twice in one batch: the first wins
-			first[k] = c
-			uniq = append(uniq, c)
-		}
+	if purgeBefore != 0 {
+		l.purge(purgeBefore)
 	}
-	fresh := make(map[key]bool, len(uniq))
-	d := l.db.Dialect()
-	insert := func(q querier) error {
-		clear(fresh)
-		step := nonceRows
-		if d == store.Postgres {
-			step = len(uniq) // one statement of arrays takes the batch
-		}
-		for lo := 0; lo < len(uniq); lo += step {
-			stmt, args := insertNonces(d, uniq[lo:min(lo+step, len(uniq))])
-			rows, err := q.Query(ctx, stmt, args...)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var k key
-				if err := rows.Scan(&k.at, &k.app, &k.nonce); err != nil {
-					rows.Close()
-					return err
-				}
-				fresh[k] = true
-			}
-			// Close reads to the end: a statement's own commit is done.
-			if err := rows.Close(); err != nil {
-				return err
-			}
-			if err := rows.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
+	var fresh []bool
 	var err error
-	if d == store.Postgres && purgeBefore == 0 {
-		err = insert(l.db)
+	if l.db.Dialect() == store.Postgres {
+		fresh, err = recordNonces(ctx, l.db, store.Postgres, keys)
 	} else {
 		err = l.db.InTx(ctx, func(tx *store.Tx) error {
-			if err := insert(tx); err != nil {
-				return err
-			}
-			if purgeBefore != 0 {
-				_, err := tx.Exec(ctx, "DELETE FROM app_nonces WHERE signed_at < ?", purgeBefore)
-				return err
-			}
-			return nil
+			var err error
+			fresh, err = recordNonces(ctx, tx, tx.Dialect(), keys)
+			return err
 		})
 	}
-	for _, c := range batch {
-		k := key{c.signedAt, c.appID, c.nonce}
-		c.res <- nonceResult{fresh: err == nil && first[k] == c && fresh[k], err: err}
+	for i, c := range batch {
+		c.res <- nonceResult{fresh: err == nil && fresh[i], err: err}
 	}
+}
+
+// purge deletes, in the background, nonces signed before before: they
+// can never be replayed (their timestamps are refused anyway). It runs on
+// its own connection, away from the claims at the key's recent end, so
+// no claim waits for it.
+func (l *nonceLedger) purge(before int64) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		defer cancel()
+		_, _ = l.db.Exec(ctx, "DELETE FROM app_nonces WHERE signed_at < ?", before)
+	}()
+}
+
+// purgeDue reports, at most once a minute, the time before which nonces
+// are purged (0: not now).
+func (l *nonceLedger) purgeDue(now time.Time) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Sub(l.purged) <= time.Minute {
+		return 0
+	}
+	l.purged = now
+	return now.Add(-2 * Window).Unix()
+}
+
+// nonceKey is one signed request's nonce.
+type nonceKey struct {
+	at    int64 // the signed timestamp, Unix seconds
+	app   int64
+	nonce string
+}
+
+// recordNonces inserts keys and reports, per key, whether it was new.
+// The same key twice in one call: the first wins. RETURNING names the
+// nonces inserted.
+func recordNonces(ctx context.Context, q querier, d store.Dialect, keys []nonceKey) ([]bool, error) {
+	first := make(map[nonceKey]int, len(keys))
+	uniq := make([]nonceKey, 0, len(keys))
+	for i, k := range keys {
+		if _, ok := first[k]; !ok {
+			first[k] = i
+			uniq = append(uniq, k)
+		}
+	}
+	inserted := make(map[nonceKey]bool, len(uniq))
+	step := nonceRows
+	if d == store.Postgres {
+		step = len(uniq) // one statement of arrays takes the batch
+	}
+	for lo := 0; lo < len(uniq); lo += step {
+		stmt, args := insertNonces(d, uniq[lo:min(lo+step, len(uniq))])
+		rows, err := q.Query(ctx, stmt, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k nonceKey
+			if err := rows.Scan(&k.at, &k.app, &k.nonce); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			inserted[k] = true
+		}
+		// Close reads to the end: a statement's own commit is done.
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	fresh := make([]bool, len(keys))
+	for i, k := range keys {
+		fresh[i] = first[k] == i && inserted[k]
+	}
+	return fresh, nil
 }
 
 // querier runs a query on the database or in a transaction.
@@ -176,12 +202,12 @@ type querier interface {
 // nonces it inserted. On PostgreSQL it takes the claims as three arrays,
 // so every batch runs the same prepared statement and plan; SQLite gets
 // the rows as values.
-func insertNonces(d store.Dialect, claims []*nonceClaim) (string, []any) {
+func insertNonces(d store.Dialect, claims []nonceKey) (string, []any) {
 	const tail = " ON CONFLICT (signed_at, app_id, nonce) DO NOTHING RETURNING signed_at, app_id, nonce"
 	if d == store.Postgres {
 		ats, apps, nonces := make([]int64, len(claims)), make([]int64, len(claims)), make([]string, len(claims))
 		for i, c := range claims {
-			ats[i], apps[i], nonces[i] = c.signedAt, c.appID, c.nonce
+			ats[i], apps[i], nonces[i] = c.at, c.app, c.nonce
 		}
 		return "INSERT INTO app_nonces (signed_at, app_id, nonce) SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[])" + tail,
 			[]any{ats, apps, nonces}
@@ -194,7 +220,7 @@ func insertNonces(d store.Dialect, claims []*nonceClaim) (string, []any) {
 			q.WriteString(", ")
 		}
 		q.WriteString("(?, ?, ?)")
-		args = append(args, c.signedAt, c.appID, c.nonce)
+		args = append(args, c.at, c.app, c.nonce)
 	}
 	q.WriteString(tail)
 	return q.String(), args

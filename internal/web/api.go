@@ -29,6 +29,27 @@ type principal struct {
 	User  identity.User
 	Token *identity.Token
 	App   *share.App
+	// claim is an app request's nonce, still to be used up when the
+	// operation writes it with its audit event (laterClaims); signed is
+	// the request, for auditing a refusal.
+	claim  *audit.Claim
+	signed share.Signed
+}
+
+// laterClaims are the operations whose app requests use their nonce up
+// in the transaction of the request's audit event rather than in a
+// commit of its own before the operation runs. Each settles the claim
+// (settleClaim) before it answers, whatever the outcome.
+var laterClaims = map[string]bool{"query-data": true, "verify-data": true}
+
+// settleClaim makes sure the request's nonce is used up before it is
+// answered; a replay is refused here even when the operation ran.
+func (s *Server) settleClaim(ctx context.Context) error {
+	p := principalFrom(ctx)
+	if p == nil || p.claim == nil {
+		return nil
+	}
+	return s.Apps.Settle(ctx, p.claim, p.signed, p.User.DeptID)
 }
 
 func (p *principal) actor() policy.Actor {
@@ -123,25 +144,37 @@ func (s *Server) appAuth(ctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	app, err := s.verifySignedApp(r, body)
+	signed := signedRequest(r, body)
+	var app share.App
+	var claim *audit.Claim
+	if o := ctx.Operation(); o != nil && laterClaims[o.OperationID] {
+		app, claim, err = s.Apps.VerifyLater(ctx.Context(), signed)
+	} else {
+		app, err = s.Apps.Verify(ctx.Context(), signed)
+	}
 	if err != nil {
 		s.writeAPIError(ctx, err)
 		return
 	}
 	// An app acts for its department as a consumer would.
 	u := identity.User{Login: "app:" + app.Key, Name: app.Name, DeptID: app.DeptID, Roles: []policy.Role{policy.Consumer, policy.AppClient}, Status: identity.StatusActive}
-	next(huma.WithValue(ctx, keyPrincipal, &principal{User: u, App: &app}))
+	p := &principal{User: u, App: &app}
+	if claim != nil {
+		p.claim, p.signed = claim, signed
+		ctx = huma.WithContext(ctx, audit.WithClaim(ctx.Context(), claim))
+	}
+	next(huma.WithValue(ctx, keyPrincipal, p))
 }
 
-// verifySignedApp checks the signature of an app's request over its body:
-// the app, its source address, the time, the nonce, the signature and
-// the stated purpose. Every refusal is audited.
-func (s *Server) verifySignedApp(r *http.Request, body []byte) (share.App, error) {
-	return s.Apps.Verify(r.Context(), share.Signed{
+// signedRequest is what an app's request tells about its signature over
+// its body: the app, its source address, the time, the nonce, the
+// signature and the stated purpose.
+func signedRequest(r *http.Request, body []byte) share.Signed {
+	return share.Signed{
 		Method: r.Method, Path: r.URL.EscapedPath(), Query: r.URL.Query(), Body: body, ClientAddr: clientAddr(r),
 		AppKey: r.Header.Get(client.HeaderAppKey), Timestamp: r.Header.Get(client.HeaderTimestamp), Nonce: r.Header.Get(client.HeaderNonce),
 		Signature: r.Header.Get(client.HeaderSignature), SignMethod: r.Header.Get(client.HeaderMethod), Purpose: r.Header.Get(client.HeaderPurpose),
-	})
+	}
 }
 
 func (s *Server) writeAPIError(ctx huma.Context, err error) {

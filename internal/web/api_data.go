@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 
 	"govshare/internal/audit"
 	"govshare/internal/dataservice"
+	"govshare/internal/jsontext"
 )
 
 const dataTag = "数据服务 Data services"
@@ -79,13 +79,13 @@ type dataJSON struct {
 // per record (whose keys it would sort) or reflection.
 func appendDataJSON(b []byte, res dataservice.Result) []byte {
 	b = append(b, `{"resource":`...)
-	b = appendJSONString(b, res.Resource)
+	b = jsontext.AppendString(b, res.Resource)
 	b = append(b, `,"items":[`...)
 	for i, it := range res.Items {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, it)
+		b = jsontext.AppendString(b, it)
 	}
 	b = append(b, `],"records":[`...)
 	for i, r := range res.Records {
@@ -97,12 +97,12 @@ func appendDataJSON(b []byte, res dataservice.Result) []byte {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = appendJSONString(b, res.Items[j])
+			b = jsontext.AppendString(b, res.Items[j])
 			b = append(b, ':')
 			if v == nil {
 				b = append(b, "null"...)
 			} else {
-				b = appendJSONString(b, *v)
+				b = jsontext.AppendString(b, *v)
 			}
 		}
 		b = append(b, '}')
@@ -110,65 +110,9 @@ func appendDataJSON(b []byte, res dataservice.Result) []byte {
 	b = append(b, ']')
 	if res.Next != "" {
 		b = append(b, `,"next_cursor":`...)
-		b = appendJSONString(b, res.Next)
+		b = jsontext.AppendString(b, res.Next)
 	}
 	return append(b, "}\n"...)
-}
-
-// appendJSONString appends s as a JSON string, escaped as encoding/json
-// escapes it (HTML characters, U+2028 and U+2029 included; invalid UTF-8
-// as U+FFFD).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 func (s *Server) dataAPI(api huma.API) {
@@ -181,10 +125,15 @@ func (s *Server) dataAPI(api huma.API) {
 	q.Errors = append(errorStatuses, http.StatusTooManyRequests)
 	huma.Register(api, q, func(ctx context.Context, in *dataQueryInput) (*dataQueryOutput, error) {
 		req, err := dataservice.ParseRequest(in.values())
-		if err != nil {
-			return nil, s.fail(ctx, err)
+		var res dataservice.Result
+		if err == nil {
+			res, err = s.Data.Query(ctx, dataCaller(ctx), in.Resource, req)
 		}
-		res, err := s.Data.Query(ctx, dataCaller(ctx), in.Resource, req)
+		// The nonce is used up (with the query's audit event, or now)
+		// before anything is answered.
+		if cerr := s.settleClaim(ctx); cerr != nil {
+			return nil, s.fail(ctx, cerr)
+		}
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}
@@ -223,6 +172,9 @@ func (s *Server) dataAPI(api huma.API) {
 		Body     dataservice.VerifyRequest
 	}) (*struct{ Body dataservice.VerifyResult }, error) {
 		res, err := s.Data.Verify(ctx, dataCaller(ctx), in.Resource, in.Body)
+		if cerr := s.settleClaim(ctx); cerr != nil {
+			return nil, s.fail(ctx, cerr)
+		}
 		if err != nil {
 			return nil, s.fail(ctx, err)
 		}

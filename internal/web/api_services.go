@@ -195,7 +195,7 @@ func (s *Server) serviceCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Verify: a known app, its signature, its stated purpose.
-	app, err := s.verifySignedApp(r, body)
+	app, err := s.Apps.Verify(r.Context(), signedRequest(r, body))
 	if err != nil {
 		s.writeProblem(w, r, err)
 		return

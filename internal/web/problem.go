@@ -9,6 +9,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"govshare/internal/apperr"
+	"govshare/internal/jsontext"
 )
 
 // Problem is an RFC 9457 problem document with govshare's stable code, a
@@ -111,6 +112,6 @@ func problemFrom(err error, reqID string) *Problem {
 	return p
 }
 
-func jsonString(s string) string { return string(appendJSONString(nil, s)) }
+func jsonString(s string) string { return string(jsontext.AppendString(nil, s)) }
 
 func itoa(i int64) string { return strconv.FormatInt(i, 10) }
