@@ -151,8 +151,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// call makes one request to the center's node endpoint.
+// call makes one request to the center's node endpoint, and reads its
+// JSON answer into out (unless nil).
 func (a *Agent) call(ctx context.Context, method, path string, query url.Values, body []byte, contentType string, out any) error {
+	_, raw, err := a.request(ctx, method, path, query, body, contentType, "")
+	if err != nil || out == nil {
+		return err
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// request makes one request to the center's node endpoint and returns
+// the answer's header and body when the center took it (200).
+func (a *Agent) request(ctx context.Context, method, path string, query url.Values, body []byte, contentType, accept string) (http.Header, []byte, error) {
 	u := strings.TrimRight(a.cfg.Center, "/") + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -163,21 +174,24 @@ func (a *Agent) call(ctx context.Context, method, path string, query url.Values,
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		a.setLink(err.Error())
-		return &linkError{err}
+		return nil, nil, &linkError{err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
 	if err != nil {
 		a.setLink(err.Error())
-		return &linkError{err}
+		return nil, nil, &linkError{err}
 	}
 	if resp.StatusCode == http.StatusUnauthorized {
 		// The center does not accept the node's certificate (revoked or
@@ -185,19 +199,16 @@ func (a *Agent) call(ctx context.Context, method, path string, query url.Values,
 		// sent again, as when the link is down.
 		why := "the center refuses this node's certificate: " + strings.TrimSpace(string(raw))
 		a.setLink(why)
-		return &linkError{errors.New(why)}
+		return nil, nil, &linkError{errors.New(why)}
 	}
 	a.setLink("")
 	if resp.StatusCode >= 500 {
-		return &linkError{fmt.Errorf("center: %s: %s", resp.Status, strings.TrimSpace(string(raw)))}
+		return nil, nil, &linkError{fmt.Errorf("center: %s: %s", resp.Status, strings.TrimSpace(string(raw)))}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return &refusedError{status: resp.StatusCode, body: strings.TrimSpace(string(raw))}
+		return nil, nil, &refusedError{status: resp.StatusCode, body: strings.TrimSpace(string(raw))}
 	}
-	if out == nil {
-		return nil
-	}
-	return json.Unmarshal(raw, out)
+	return resp.Header, raw, nil
 }
 
 // linkError is a failure to reach the center: try again later.

@@ -50,10 +50,13 @@ func (s *Service) ensureStreams(ctx context.Context) error {
 }
 
 // publish stores a message and returns once the stream has it (on disk,
-// or on a majority of a cluster).
-func (s *Service) publish(ctx context.Context, subject, msgID string, body []byte) (*jetstream.PubAck, error) {
+// or on a majority of a cluster). headers are pairs of names and values.
+func (s *Service) publish(ctx context.Context, subject, msgID string, body []byte, headers ...string) (*jetstream.PubAck, error) {
 	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	for i := 0; i+1 < len(headers); i += 2 {
+		m.Header.Set(headers[i], headers[i+1])
+	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		ack, err := s.Bus.JetStream().PublishMsg(ctx, m)

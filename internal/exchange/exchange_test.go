@@ -57,6 +57,7 @@ type center struct {
 	res       *resource.Service
 	share     *share.Service
 	ex        *exchange.Service
+	bus       *bus.Bus
 	url       string
 	admin     policy.Actor
 	gaj, mzj  policy.Actor
@@ -65,11 +66,21 @@ type center struct {
 	entry     catalog.Entry
 	resource  resource.Resource
 	grant     share.Grant
+	start     func(t *testing.T)
 	stop      func()
 	stopNodes []func()
 }
 
 func newCenter(t *testing.T, db *store.DB) *center {
+	t.Helper()
+	c := newCenterStopped(t, db)
+	c.start(t)
+	return c
+}
+
+// newCenterStopped is a center whose intake and fan-out are not running
+// until start: batches sent meanwhile wait on the bus.
+func newCenterStopped(t *testing.T, db *store.DB) *center {
 	t.Helper()
 	ctx := context.Background()
 	tc := testfix.New(t, db)
@@ -92,10 +103,18 @@ func newCenter(t *testing.T, db *store.DB) *center {
 	}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	c.ex = exchange.New(exchange.Deps{Log: logger, DB: db, Audit: log, Bus: b, Resources: c.res, Share: c.share, PKI: c.pki, Masker: mask.New(keys.Derive("mask/hash"))})
-	runCtx, cancel := context.WithCancel(ctx)
-	done, err := c.ex.Start(runCtx)
-	if err != nil {
+	c.bus = b
+	if err := c.ex.EnsureStreams(ctx); err != nil {
 		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	var done <-chan struct{}
+	c.start = func(t *testing.T) {
+		t.Helper()
+		var err error
+		if done, err = c.ex.Start(runCtx); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv := httptest.NewUnstartedServer(c.ex.NodeHandler())
 	srv.TLS, err = c.pki.ServerTLS(ctx, []string{"127.0.0.1"})
@@ -110,7 +129,9 @@ func newCenter(t *testing.T, db *store.DB) *center {
 		}
 		srv.Close()
 		cancel()
-		<-done
+		if done != nil {
+			<-done
+		}
 		b.Close()
 	}
 	t.Cleanup(c.stop)

@@ -256,7 +256,7 @@ func (s *Service) deliverRun(ctx context.Context, x Subscription, v view, runNo 
 			return publish(rows[hr:], del[hd:])
 		}
 		msgID := fmt.Sprintf("s%d-e%d-r%d-a%d-p%d", x.ID, x.Epoch, runNo, attempt, part)
-		if _, err := s.publish(ctx, subjectOut(x.ID), msgID, body); err != nil {
+		if _, err := s.publish(ctx, subjectOut(x.ID), msgID, body, wire.HeaderEpoch, itoa(x.Epoch)); err != nil {
 			return err
 		}
 		s.stored(x.ID)

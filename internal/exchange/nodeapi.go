@@ -296,32 +296,58 @@ func (s *Service) serveDeliveries(w http.ResponseWriter, r *http.Request, n node
 	if err != nil {
 		return err
 	}
+	// A node that asks for them gets the deliveries as stored; the
+	// others JSON, which costs the center a decoding and an encoding of
+	// every row.
+	stored := r.Header.Get("Accept") == wire.ContentTypeDeliveries
+	var frames []byte
 	deadline := time.Now().Add(clampWait(r))
 	wake, stop := s.watch(subjectStored(subID))
 	defer stop()
 	for {
-		size := 0
+		size, count := 0, 0
 		seq := after + 1
-		for len(out.Items) < maxN && size < 8*wire.MaxMessage {
+		for count < maxN && size < 8*wire.MaxMessage {
 			m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subjectOut(subID)))
 			if errors.Is(err, jetstream.ErrMsgNotFound) {
 				break
 			} else if err != nil {
 				return err
 			}
+			seq = m.Sequence + 1
+			epoch, err := strconv.ParseInt(m.Header.Get(wire.HeaderEpoch), 10, 64)
+			if stored && err == nil {
+				if epoch == x.Epoch {
+					frames = wire.AppendDelivery(frames, m.Sequence, m.Data)
+					count, size = count+1, size+len(m.Data)
+				}
+				continue
+			}
+			// Stored before deliveries carried their epoch on the bus, or
+			// for a node that wants JSON.
 			var d storedDelivery
 			if err := wire.Decode(m.Data, &d); err != nil {
 				return err
 			}
-			if d.Epoch == x.Epoch {
-				d.Seq = m.Sequence
-				out.Items = append(out.Items, d)
-				size += len(m.Data)
+			if d.Epoch != x.Epoch {
+				continue
 			}
-			seq = m.Sequence + 1
+			d.Seq = m.Sequence
+			if stored {
+				// Rows and Deletes are JSON already: Marshal compacts them
+				// as they are.
+				enc, err := wire.Encode(d)
+				if err != nil {
+					return err
+				}
+				frames = wire.AppendDelivery(frames, m.Sequence, enc)
+			} else {
+				out.Items = append(out.Items, d)
+			}
+			count, size = count+1, size+len(m.Data)
 		}
 		left := time.Until(deadline)
-		if len(out.Items) > 0 || left <= 0 || ctx.Err() != nil {
+		if count > 0 || left <= 0 || ctx.Err() != nil {
 			break
 		}
 		waitOn(ctx, wake, min(left, 5*time.Second))
@@ -330,6 +356,12 @@ func (s *Service) serveDeliveries(w http.ResponseWriter, r *http.Request, n node
 	// is not for it.
 	if _, _, err := s.node(ctx, n.id); err != nil {
 		return pki.ErrNodeRefused
+	}
+	if stored {
+		w.Header().Set("Content-Type", wire.ContentTypeDeliveries)
+		w.Header().Set(wire.HeaderActive, "true")
+		_, err := w.Write(frames)
+		return err
 	}
 	return writeJSON(w, out)
 }

@@ -15,6 +15,7 @@ import (
 	"govshare/internal/audit"
 	"govshare/internal/exchange/wire"
 	"govshare/internal/policy"
+	"govshare/internal/resource"
 	"govshare/internal/share"
 	"govshare/internal/store"
 )
@@ -156,16 +157,17 @@ func (s *Service) openRun(ctx context.Context, direction string, jobID, subID, e
 }
 
 // countBatch records one batch's counts once; false when they were
-// already recorded.
-func (s *Service) countBatch(ctx context.Context, runID, seq, ref int64, sentRows, sentDeletes int64, recv wire.RunCounts) (bool, error) {
-	res, err := s.DB.Exec(ctx, `INSERT INTO exchange_run_batches (run_id, seq, ref, sent_rows, sent_deletes, received, recv_rows, inserted, updated,
+// already recorded. db is the store, or the transaction of the pipeline
+// batch that applied the batch (ref: that batch, for batches taken in).
+func (s *Service) countBatch(ctx context.Context, db resource.Execer, runID, seq, ref int64, sentRows, sentDeletes int64, recv wire.RunCounts) (bool, error) {
+	res, err := db.Exec(ctx, `INSERT INTO exchange_run_batches (run_id, seq, ref, sent_rows, sent_deletes, received, recv_rows, inserted, updated,
 		unchanged, deleted, missing, rejected, at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 		runID, seq, ref, sentRows, sentDeletes, recv.Rows, recv.Inserted, recv.Updated, recv.Unchanged, recv.Deleted, recv.Missing, recv.Rejected, s.now())
 	if err != nil {
 		return false, err
 	}
 	n, _ := res.RowsAffected()
-	_, err = s.DB.Exec(ctx, "UPDATE exchange_runs SET updated_at = ? WHERE id = ?", s.now(), runID)
+	_, err = db.Exec(ctx, "UPDATE exchange_runs SET updated_at = ? WHERE id = ?", s.now(), runID)
 	return n == 1, err
 }
 
@@ -449,7 +451,7 @@ func (s *Service) acknowledge(ctx context.Context, x Subscription, a wire.Ack) e
 	}
 	if err == nil && attempt == a.Attempt {
 		c := a.Counts
-		fresh, err := s.countBatch(ctx, runID, a.Part, int64(a.Seq), 0, 0, c)
+		fresh, err := s.countBatch(ctx, s.DB, runID, a.Part, int64(a.Seq), 0, 0, c)
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@
 package exchangebench
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -541,6 +542,31 @@ func profile(dir string, d time.Duration, nodes []*node) (func() error, error) {
 			errs <- fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.metrics, int(d.Seconds())), filepath.Join(dir, n.name+".cpu"))
 		}()
 	}
+	// The center's heap is sampled twice a second; the profile of its
+	// largest is kept (center.heap).
+	heapDone := make(chan error, 1)
+	stopHeap := make(chan struct{})
+	go func() {
+		var most uint64
+		var best bytes.Buffer
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				if ms.HeapAlloc > most {
+					most = ms.HeapAlloc
+					best.Reset()
+					_ = pprof.Lookup("heap").WriteTo(&best, 0)
+				}
+			case <-stopHeap:
+				heapDone <- os.WriteFile(filepath.Join(dir, "center.heap"), best.Bytes(), 0o644)
+				return
+			}
+		}
+	}()
 	stopAt := time.Now().Add(d)
 	return func() error {
 		if wait := time.Until(stopAt); wait > 0 {
@@ -548,7 +574,8 @@ func profile(dir string, d time.Duration, nodes []*node) (func() error, error) {
 		}
 		pprof.StopCPUProfile()
 		f.Close()
-		var all []error
+		close(stopHeap)
+		all := []error{<-heapDone}
 		for range nodes {
 			all = append(all, <-errs)
 		}

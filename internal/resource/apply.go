@@ -378,9 +378,20 @@ func (s *Service) finish(ctx context.Context, q querier, st *stage, r Resource, 
 		return err
 	}
 	day := now.In(calendar.CST).Format("2006-01-02")
-	_, err := q.exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in) VALUES (?, ?, ?)
-		ON CONFLICT (resource_id, day) DO UPDATE SET records_in = resource_daily.records_in + excluded.records_in`, r.ID, day, total-bad)
-	return err
+	if _, err := q.exec(ctx, `INSERT INTO resource_daily (resource_id, day, records_in) VALUES (?, ?, ?)
+		ON CONFLICT (resource_id, day) DO UPDATE SET records_in = resource_daily.records_in + excluded.records_in`, r.ID, day, total-bad); err != nil {
+		return err
+	}
+	if st.applying == nil {
+		return nil
+	}
+	return st.applying(ctx, q, Batch{ID: batchID, ResourceCode: r.Code, State: "applied", RowsTotal: total, Inserted: a.inserted, Updated: a.updated,
+		Unchanged: unchanged, Deleted: a.deleted, Quarantined: bad, Report: QualityReport{Rules: []RuleCount{}}, FinishedAt: now.UTC()})
+}
+
+// Exec makes the apply's transaction an Execer for SubmitOptions.Applying.
+func (q querier) Exec(ctx context.Context, s string, args ...any) (sql.Result, error) {
+	return q.exec(ctx, s, args...)
 }
 
 // writeRaw writes the values of the staged rows put aside after staging

@@ -51,6 +51,19 @@ type SubmitOptions struct {
 	// thousand rows and at the end, one call at a time from the goroutine
 	// that reads the rows.
 	Progress func(rows int64)
+	// Applying, when set, is called in the apply's transaction, after
+	// everything else the batch writes and before the commit, with the
+	// batch as it is about to be committed (state applied, its counts).
+	// What it writes through tx commits with the batch or not at all, so
+	// a caller can keep its own record of the batch exactly once; an error
+	// rolls the whole batch back and Submit returns it. It is not called
+	// for a batch refused for too many errors, nor for a replay.
+	Applying func(ctx context.Context, tx Execer, b Batch) error
+}
+
+// Execer runs a statement with '?' placeholders in a transaction.
+type Execer interface {
+	Exec(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // DefaultMaxErrors is the error limit of a batch that sets none.
@@ -347,6 +360,7 @@ func (s *Service) run(ctx context.Context, r Resource, cols []Column, h header, 
 		return runResult{}, err
 	}
 	defer st.close(ctx)
+	st.applying = opt.Applying
 	if err := s.beginLoad(ctx, st, r, batchID, opt.Source); err != nil {
 		return runResult{}, err
 	}

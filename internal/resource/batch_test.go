@@ -2,6 +2,7 @@ package resource_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -356,6 +357,68 @@ func TestABatchOfAStoppedServerIsTakenOver(t *testing.T) {
 		got, err := f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{ClientBatchID: "n1-j1-r1-1"}, csvRows(t, file))
 		if err != nil || got.Inserted != 1 || got.State != "applied" {
 			t.Fatalf("taken over: %+v %v", got, err)
+		}
+	})
+}
+
+// What a caller writes in a batch's transaction (SubmitOptions.Applying)
+// commits with the batch, loaded or applied, or not at all: its error
+// rolls the batch back, and a replay does not call it again.
+func TestTheCallersRecordCommitsWithTheBatch(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := setup(t, db)
+		ctx := context.Background()
+		r, err := f.svc.Mount(ctx, f.gaj, f.entry.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, "CREATE TABLE applying_probe (batch_id BIGINT NOT NULL, inserted BIGINT NOT NULL)"); err != nil {
+			t.Fatal(err)
+		}
+		probe := func(fail error) func(context.Context, resource.Execer, resource.Batch) error {
+			return func(ctx context.Context, tx resource.Execer, b resource.Batch) error {
+				if _, err := tx.Exec(ctx, "INSERT INTO applying_probe (batch_id, inserted) VALUES (?, ?)", b.ID, b.Inserted); err != nil {
+					return err
+				}
+				return fail
+			}
+		}
+		count := func(q string) int64 {
+			var n int64
+			if err := db.QueryRow(ctx, q).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		head := "citizen_id,name,sex,birth_date,region_code,phone,_op\n"
+		a, b, c := id("350102", 1980, 1, 2, 11), id("350102", 1990, 5, 6, 22), id("350103", 2001, 12, 31, 31)
+		first := head + a + ",张三,1,1980-01-02,350102,13800000001,\n" + b + ",李四,2,1990-05-06,350102,13800000002,\n"
+		// Into the empty resource: loaded.
+		got, err := f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{ClientBatchID: "one", Applying: probe(nil)}, csvRows(t, first))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := count("SELECT COUNT(*) FROM applying_probe WHERE inserted = 2 AND batch_id = " + fmt.Sprint(got.ID)); n != 1 {
+			t.Fatalf("the caller's record of the load: %d rows", n)
+		}
+		second := head + c + ",王五,1,2001-12-31,350103,13800000003,\n" + b + ",李四,2,1990-05-06,350103,13800000002,\n"
+		refused := fmt.Errorf("the caller says no")
+		if _, err := f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{ClientBatchID: "two", Applying: probe(refused)}, csvRows(t, second)); !errors.Is(err, refused) {
+			t.Fatalf("Submit returned %v, want the caller's error", err)
+		}
+		if n, live := count("SELECT COUNT(*) FROM applying_probe"), count(`SELECT COUNT(*) FROM `+r.Table+` WHERE "_deleted_at" IS NULL`); n != 1 || live != 2 {
+			t.Fatalf("after a refused apply: %d records of the caller, %d live records; want 1 and 2", n, live)
+		}
+		got, err = f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{ClientBatchID: "two", Applying: probe(nil)}, csvRows(t, second))
+		if err != nil || got.Inserted != 1 || got.Updated != 1 {
+			t.Fatalf("the batch sent again: %+v %v", got, err)
+		}
+		again, err := f.svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{ClientBatchID: "two", Applying: probe(refused)}, csvRows(t, second))
+		if err != nil || !again.Replayed {
+			t.Fatalf("a replay: %+v %v", again, err)
+		}
+		if n := count("SELECT COUNT(*) FROM applying_probe"); n != 2 {
+			t.Fatalf("%d records of the caller, want 2", n)
 		}
 	})
 }

@@ -63,6 +63,9 @@ type stage struct {
 	filled []string
 	// upserts and deletes count the good rows to apply.
 	upserts, deletes int64
+	// applying is the caller's part of the apply's transaction
+	// (SubmitOptions.Applying).
+	applying func(ctx context.Context, tx Execer, b Batch) error
 }
 
 // stageChunk is how many rows travel together from the reader to the

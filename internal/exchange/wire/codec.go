@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/klauspost/compress/s2"
@@ -32,4 +34,45 @@ func Decode(b []byte, v any) error {
 		return fmt.Errorf("exchange message: %w", err)
 	}
 	return json.Unmarshal(raw, v)
+}
+
+// ContentTypeDeliveries is GET PathDeliveries' answer to a node that asks
+// for it (Accept): the deliveries as the bus stores them, each an encoded
+// Delivery (Encode) after its position in the subscription's stream and
+// its length (uvarints), with Deliveries.Active in HeaderActive. The
+// center passes stored deliveries on without reading them; JSON
+// (Deliveries) remains the answer to nodes that do not ask.
+const ContentTypeDeliveries = "application/vnd.govshare.deliveries"
+
+// AppendDelivery appends a stored delivery at position seq to a
+// ContentTypeDeliveries body.
+func AppendDelivery(b []byte, seq uint64, encoded []byte) []byte {
+	b = binary.AppendUvarint(b, seq)
+	b = binary.AppendUvarint(b, uint64(len(encoded)))
+	return append(b, encoded...)
+}
+
+// DecodeDeliveries reads a ContentTypeDeliveries body.
+func DecodeDeliveries(body []byte) ([]Delivery, error) {
+	var out []Delivery
+	for len(body) > 0 {
+		seq, n := binary.Uvarint(body)
+		if n <= 0 {
+			return nil, errors.New("deliveries: bad position")
+		}
+		body = body[n:]
+		size, n := binary.Uvarint(body)
+		if n <= 0 || size > uint64(len(body)-n) {
+			return nil, errors.New("deliveries: bad length")
+		}
+		body = body[n:]
+		var d Delivery
+		if err := Decode(body[:size], &d); err != nil {
+			return nil, err
+		}
+		d.Seq = seq
+		out = append(out, d)
+		body = body[size:]
+	}
+	return out, nil
 }

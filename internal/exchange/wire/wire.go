@@ -25,6 +25,10 @@ const (
 // Header names.
 const (
 	HeaderBatchID = "Govshare-Batch-Id"
+	// HeaderActive carries Deliveries.Active with ContentTypeDeliveries.
+	HeaderActive = "Govshare-Active"
+	// HeaderEpoch is a stored delivery's Epoch, on the bus.
+	HeaderEpoch = "Govshare-Epoch"
 )
 
 // Job modes.
