@@ -131,3 +131,36 @@ func TestEventsWriteTheirClaimsOnce(t *testing.T) {
 		}
 	})
 }
+
+// brokenClaimer's statement fails.
+type brokenClaimer struct{}
+
+func (brokenClaimer) ClaimIn(ctx context.Context, tx *store.Tx, _ []*audit.Claim) ([]bool, error) {
+	_, err := tx.Exec(ctx, "INSERT INTO no_such_table (x) VALUES (?)", 1)
+	return nil, err
+}
+
+// A batch whose claims cannot be written writes nothing — not its other
+// events either — and the log goes on afterwards on the same connections.
+func TestAFailedClaimWritesNothing(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l := openLog(t, db, audit.SM3)
+		appendN(t, l, 3)
+		l.SetClaimer(brokenClaimer{})
+		c := audit.NewClaim(1, 100, "x")
+		if err := l.Append(audit.WithClaim(ctx, c), audit.Event{Action: "data.query"}); err == nil {
+			t.Fatal("an event whose claim failed was written")
+		}
+		if settled, fresh, err := c.Settled(); !settled || fresh || err == nil {
+			t.Fatalf("failed claim: settled %v fresh %v err %v", settled, fresh, err)
+		}
+		l.SetClaimer(nil)
+		for range 20 { // more appends than the pool has connections
+			appendN(t, l, 1)
+		}
+		if rep := mustVerify(t, l); rep.Break != nil || rep.Checked != 23 || countAction(t, l, "data.query") != 0 {
+			t.Fatalf("after a failed claim: %+v", rep)
+		}
+	})
+}
