@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"govshare/internal/agent"
+	"govshare/internal/server"
 )
 
 const agentUsage = `usage:
@@ -31,6 +32,17 @@ node.toml:
   name = "hjk"  kind = "postgres"  dsn = "postgres://reader@db/hj"
   [[targets]]                              # databases subscriptions write into
   name = "yw"   kind = "mysql"     dsn = "writer:pw@tcp(db:3306)/yw"`
+
+// The collector's settings of a node when the operator sets none (GOGC,
+// GOMEMLIMIT). A node's live heap is some 25 MB, but a center delivering
+// or a table read in full makes garbage fast, and with Go's defaults a
+// provider node peaked at 117–133 MB resident: the soft limit makes the
+// collector run harder near it rather than let the heap grow (a node may
+// be a small machine beside the department's database).
+const (
+	agentGCPercent   = 100
+	agentMemoryLimit = 96 << 20
+)
 
 // agentCmd runs an exchange node.
 func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,6 +72,7 @@ func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	server.TuneGC(agentGCPercent, agentMemoryLimit)
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(*level))
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: l}))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -73,10 +74,13 @@ func (r *subRunner) loop(ctx context.Context) {
 		}
 	}
 	defer drop()
+	var acks acker
+	defer acks.wait()
 	for ctx.Err() == nil {
 		select {
 		case spec = <-r.specCh:
 			drop()
+			acks.wait()
 			r.mu.Lock()
 			r.spec = spec
 			r.mu.Unlock()
@@ -112,6 +116,8 @@ func (r *subRunner) loop(ctx context.Context) {
 		stream := streamName(spec)
 		cols := targetColumns(spec)
 		if prepared != stream {
+			acks.wait()
+			acks.last = nil
 			if err := r.prepare(ctx, tgt, spec, cols); err != nil {
 				r.set("failed", err.Error())
 				sleep(ctx, 5*time.Second)
@@ -165,25 +171,46 @@ func (r *subRunner) loop(ctx context.Context) {
 				ahead <- polled{d, err}
 			}(got.Items[n-1].Seq)
 		}
+		items := got.Items[:0:0]
 		for _, d := range got.Items {
-			if d.Epoch != spec.Epoch {
+			if d.Epoch == spec.Epoch {
+				items = append(items, d)
+			}
+		}
+		// The deliveries of a poll are applied in one transaction of the
+		// target and acknowledged together once it is committed, while
+		// the next are applied: their acknowledgements are the target's
+		// note from the commit on, and stay in the next transaction's note
+		// too (acks.last), so a node killed at any point before the center
+		// heard them sends them all when it starts again
+		// (acknowledgeKept). When the transaction fails they are applied
+		// one at a time, so that the one at fault is the one acknowledged
+		// with its error, after those before it.
+		single := false
+		for len(items) > 0 {
+			n := len(items)
+			if single {
+				n = 1
+			}
+			done, err := applyDeliveries(ctx, tgt, spec, cols, items[:n], acks.last)
+			if err != nil && n > 1 {
+				single = true
 				continue
 			}
-			ack, err := applyDelivery(ctx, tgt, spec, cols, d)
 			if err != nil {
-				r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
+				acks.wait()
+				r.acknowledge(ctx, spec.ID, done)
 				r.set("failed", err.Error())
 				break
 			}
-			r.a.metrics.applied(spec.ID, len(d.Rows)+len(d.Deletes), d.Changed)
-			// Each delivery is acknowledged before the next is applied, and
-			// its acknowledgement is in the target's bookkeeping from the
-			// commit on: a node killed at any point before the center heard
-			// sends it when it starts again (acknowledgeKept).
-			r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
+			for _, d := range items[:n] {
+				r.a.metrics.applied(spec.ID, len(d.Rows)+len(d.Deletes), d.Changed)
+			}
+			r.sendAcks(ctx, &acks, spec.ID, done)
 			r.mu.Lock()
-			r.applied, r.lastAt = d.Seq, time.Now().UTC()
+			r.applied, r.lastAt = items[n-1].Seq, time.Now().UTC()
 			r.mu.Unlock()
+			items = items[n:]
 		}
 		if r.state == "failed" {
 			drop()
@@ -192,6 +219,36 @@ func (r *subRunner) loop(ctx context.Context) {
 			sleep(ctx, time.Duration(max(spec.IntervalSeconds, 1))*time.Second)
 		}
 	}
+}
+
+// acker sends the acknowledgements of a transaction while the next is
+// applied: one request in flight at a time, in order.
+type acker struct {
+	done chan struct{} // closed once the acknowledgements in flight are sent
+	last []wire.Ack    // the last transaction's: the next one's note keeps them
+}
+
+// wait returns once the acknowledgements in flight are sent (or the
+// runner stops).
+func (k *acker) wait() {
+	if k.done != nil {
+		<-k.done
+		k.done = nil
+	}
+}
+
+// sendAcks sends acks once those in flight are sent, and returns at once.
+// The transaction after the next can replace the note that keeps acks:
+// by then they are sent, since the next transaction's are sent after
+// them.
+func (r *subRunner) sendAcks(ctx context.Context, k *acker, subID int64, acks []wire.Ack) {
+	k.wait()
+	done := make(chan struct{})
+	k.done, k.last = done, acks
+	go func() {
+		defer close(done)
+		r.acknowledge(ctx, subID, acks)
+	}()
 }
 
 // polled is what a poll for deliveries brought.
@@ -227,30 +284,46 @@ func (r *subRunner) poll(ctx context.Context, spec wire.SubscriptionSpec, after 
 // node past 150 MB; the poll's round trip is small beside applying five.
 const deliveriesPerPoll = 5
 
-// applyDelivery applies d to the target and returns its acknowledgement,
-// which Apply records as the stream's note in the same transaction: what
-// the center must hear of a delivery is kept exactly when the delivery is.
-// A delivery applied before is skipped and acknowledged with no counts (the
-// center has them, or acknowledgeKept sends them); a failed one is
-// acknowledged with its error.
-func applyDelivery(ctx context.Context, tgt *target.Target, spec wire.SubscriptionSpec, cols []target.Column, d wire.Delivery) (wire.Ack, error) {
-	ack := wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt}
-	note := func(c target.Counts) []byte {
-		ack.Counts = wire.RunCounts{Rows: int64(len(d.Rows) + len(d.Deletes)), Inserted: c.Inserted, Updated: c.Updated, Unchanged: c.Unchanged,
-			Deleted: c.Deleted, Missing: c.Missing}
-		ack.AppliedAt = time.Now().UTC()
-		b, _ := json.Marshal(ack)
+// applyDeliveries applies ds (seqs ascending) to the target in one
+// transaction and returns their acknowledgements, which ApplyBatches
+// records as the stream's note in the same transaction (a JSON array),
+// after carry, those of the transaction before, which the center may not
+// have heard yet: what the center must hear of the deliveries is kept
+// exactly when they are. Deliveries applied before are skipped and acknowledged with no
+// counts (the center has them, or acknowledgeKept sends them); when the
+// transaction fails every delivery is acknowledged with its error.
+func applyDeliveries(ctx context.Context, tgt *target.Target, spec wire.SubscriptionSpec, cols []target.Column, ds []wire.Delivery,
+	carry []wire.Ack) ([]wire.Ack, error) {
+	acks := make([]wire.Ack, len(ds))
+	batches := make([]target.Batch, len(ds))
+	for i, d := range ds {
+		acks[i] = wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt}
+		batches[i] = target.Batch{Seq: d.Seq, Upserts: toRows(d.Rows), Deletes: toKeys(d.Deletes)}
+	}
+	note := func(cs []target.Counts) []byte {
+		// The deliveries applied before are the first ones: cs counts
+		// the others.
+		skipped, at := len(ds)-len(cs), time.Now().UTC()
+		for i, c := range cs {
+			d, ack := ds[skipped+i], &acks[skipped+i]
+			ack.Counts = wire.RunCounts{Rows: int64(len(d.Rows) + len(d.Deletes)), Inserted: c.Inserted, Updated: c.Updated, Unchanged: c.Unchanged,
+				Deleted: c.Deleted, Missing: c.Missing}
+			ack.AppliedAt = at
+		}
+		b, _ := json.Marshal(append(slices.Clone(carry), acks[skipped:]...))
 		return b
 	}
-	_, skipped, err := tgt.Apply(ctx, spec.Table, cols, streamName(spec), d.Seq, toRows(d.Rows), toKeys(d.Deletes), note)
-	switch {
-	case err != nil:
-		ack.Counts, ack.AppliedAt, ack.Error = wire.RunCounts{}, time.Time{}, err.Error()
-		return ack, err
-	case skipped:
-		ack.Counts, ack.AppliedAt = wire.RunCounts{}, time.Now().UTC()
+	_, skipped, err := tgt.ApplyBatches(ctx, spec.Table, cols, streamName(spec), batches, note)
+	if err != nil {
+		for i := range acks {
+			acks[i].Counts, acks[i].AppliedAt, acks[i].Error = wire.RunCounts{}, time.Time{}, err.Error()
+		}
+		return acks, err
 	}
-	return ack, nil
+	for i := range acks[:skipped] {
+		acks[i].Counts, acks[i].AppliedAt = wire.RunCounts{}, time.Now().UTC()
+	}
+	return acks, nil
 }
 
 // acknowledge tells the center what was applied, again and again while
@@ -281,11 +354,11 @@ func (r *subRunner) acknowledge(ctx context.Context, subID int64, acks []wire.Ac
 // delivery: in the node's own store.
 func storedAckKey(subID int64) string { return "ack." + strconv.FormatInt(subID, 10) }
 
-// acknowledgeKept sends the acknowledgement of the delivery last applied
-// again, in case the node stopped before the center heard it: the one in
-// the target's note or, when the target has none (the stream's deliveries
-// were applied by a node of an earlier version), the copy such a node kept
-// in its store. The store's copy is dropped once it is sent or superseded.
+// acknowledgeKept sends the acknowledgements of the deliveries last
+// applied (the last transaction's) again, in case the node stopped before
+// the center heard them: those in the target's note or, when the target
+// has none (the stream's deliveries were applied by a node of an earlier
+// version), the copy such a node kept in its store. The store's copy is dropped once it is sent or superseded.
 // It fails only when the target cannot be read: the next delivery must not
 // be applied, replacing the note, before the note was sent.
 func (r *subRunner) acknowledgeKept(ctx context.Context, tgt *target.Target, spec wire.SubscriptionSpec) error {
@@ -297,14 +370,35 @@ func (r *subRunner) acknowledgeKept(ctx context.Context, tgt *target.Target, spe
 	if kept == nil && storedErr == nil {
 		kept = stored.Value()
 	}
-	var ack wire.Ack
-	if kept != nil && json.Unmarshal(kept, &ack) == nil && ack.Subscription == spec.ID && ack.Epoch == spec.Epoch {
-		r.acknowledge(ctx, spec.ID, []wire.Ack{ack})
+	var acks []wire.Ack
+	for _, ack := range keptAcks(kept) {
+		if ack.Subscription == spec.ID && ack.Epoch == spec.Epoch {
+			acks = append(acks, ack)
+		}
+	}
+	if len(acks) > 0 {
+		r.acknowledge(ctx, spec.ID, acks)
 	}
 	if storedErr == nil && ctx.Err() == nil {
 		if err := r.a.state.Delete(ctx, storedAckKey(spec.ID)); err != nil {
 			r.a.log.Warn("dropping the acknowledgement kept in the node's store", "subscription", spec.ID, "err", err)
 		}
+	}
+	return nil
+}
+
+// keptAcks reads the acknowledgements kept in a note: those of the
+// deliveries of the note's transaction (a JSON array), or the one a node
+// of an earlier version kept (an object); none when the note is not
+// JSON.
+func keptAcks(kept []byte) []wire.Ack {
+	var acks []wire.Ack
+	if json.Unmarshal(kept, &acks) == nil {
+		return acks
+	}
+	var ack wire.Ack
+	if json.Unmarshal(kept, &ack) == nil {
+		return []wire.Ack{ack}
 	}
 	return nil
 }

@@ -3,10 +3,12 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -29,6 +31,7 @@ type centerStub struct {
 	refusing bool
 	refused  int
 	acks     []wire.Ack
+	posts    []int // acknowledgements per request taken
 }
 
 func (c *centerStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -56,6 +59,7 @@ func (c *centerStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		c.acks = append(c.acks, acks...)
+		c.posts = append(c.posts, len(acks))
 		_ = json.NewEncoder(w).Encode(map[string]any{"acknowledged": len(acks)})
 	default:
 		http.NotFound(w, r)
@@ -78,6 +82,20 @@ func (c *centerStub) ack(seq uint64) (wire.Ack, bool) {
 		}
 	}
 	return wire.Ack{}, false
+}
+
+// counted returns the acknowledgements of seq the center took that carry
+// counts (a redelivery skipped is acknowledged without).
+func (c *centerStub) counted(seq uint64) []wire.Ack {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []wire.Ack
+	for _, a := range c.acks {
+		if a.Seq == seq && a.Counts != (wire.RunCounts{}) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // openNode opens a node whose data is in dir, talking plain HTTP to the
@@ -192,7 +210,7 @@ func TestAcknowledgementSurvivesAKillAfterTheCommit(t *testing.T) {
 		if err := r.prepare(ctx, tgt, spec, targetColumns(spec)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := applyDelivery(ctx, tgt, spec, targetColumns(spec), firstDelivery(12)); err != nil {
+		if _, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), []wire.Delivery{firstDelivery(12)}, nil); err != nil {
 			t.Fatal(err)
 		}
 		tgt.Close()
@@ -246,5 +264,197 @@ func TestAcknowledgementSurvivesAKillAfterTheCommit(t *testing.T) {
 			_, err := a.state.Get(ctx, storedAckKey(13))
 			return err != nil
 		})
+	})
+}
+
+// threeDeliveries follow firstDelivery: #2 updates key 1 and inserts key
+// 3, #3 deletes key 2 and upserts key 3 unchanged.
+func threeDeliveries(id int64) []wire.Delivery {
+	cols := []string{"person_id", "name"}
+	return []wire.Delivery{firstDelivery(id),
+		{Subscription: id, Epoch: 1, Seq: 2, Run: 4, Part: 1, Parts: 2, Attempt: 1, Columns: cols, Rows: [][]*string{{strp("1"), strp("赵*")}, {strp("3"), strp("钱*")}}},
+		{Subscription: id, Epoch: 1, Seq: 3, Run: 4, Part: 2, Parts: 2, Attempt: 1, Columns: cols, Rows: [][]*string{{strp("3"), strp("钱*")}}, Deletes: [][]string{{"2"}}}}
+}
+
+// threeCounts are what threeDeliveries do, applied in order.
+var threeCounts = []wire.RunCounts{{Rows: 3, Inserted: 2, Missing: 1}, {Rows: 2, Inserted: 1, Updated: 1}, {Rows: 2, Unchanged: 1, Deleted: 1}}
+
+// readTable reads the node's SQLite target table back, key order.
+func readTable(t *testing.T, dir string) [][]string {
+	t.Helper()
+	src, err := source.Open(source.SQLite, filepath.Join(dir, "yw.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var out [][]string
+	err = src.Full(context.Background(), source.Query{Table: source.Table{Name: "rk_copy"}, Columns: []string{"person_id", "name"}}, 100, func(c source.Chunk) error {
+		for _, r := range c.Rows {
+			out = append(out, []string{r[0].Text, r[1].Text})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// checkThree checks that the center heard each of threeDeliveries with
+// its counts, once, and the table holds their effect.
+func checkThree(t *testing.T, c *centerStub, dir string) {
+	t.Helper()
+	for i, want := range threeCounts {
+		seq := uint64(i + 1)
+		waitFor(t, fmt.Sprintf("the acknowledgement of delivery #%d", seq), func() bool { return len(c.counted(seq)) > 0 })
+		for _, ack := range c.counted(seq) {
+			if ack.Counts != want || ack.Subscription != 14 || ack.Epoch != 1 || ack.AppliedAt.IsZero() || ack.Error != "" {
+				t.Errorf("acknowledgement of #%d: %+v, want counts %+v", seq, ack, want)
+			}
+		}
+	}
+	if got, want := readTable(t, dir), [][]string{{"1", "赵*"}, {"3", "钱*"}}; !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("target table %v, want %v", got, want)
+	}
+}
+
+// TestDeliveriesOfAPollShareOneTransaction: the deliveries a node fetched
+// together are applied in one transaction of the target and acknowledged
+// together; killed after that commit, the node still reports every one
+// of them with its counts, and a redelivery of any has no second effect;
+// a bad delivery among them is the only one refused.
+func TestDeliveriesOfAPollShareOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	t.Run("applied and acknowledged together", func(t *testing.T) {
+		dir, c := t.TempDir(), &centerStub{}
+		c.items = threeDeliveries(14)
+		srv := httptest.NewServer(c)
+		defer srv.Close()
+		a := openNode(t, dir, srv.URL)
+		defer a.bus.Close()
+		r := a.startSub(ctx, testSpec(14))
+		checkThree(t, c, dir)
+		r.stop()
+		r.wait()
+		c.set(func(c *centerStub) {
+			if !slices.Equal(c.posts, []int{3}) {
+				t.Errorf("acknowledgements per request %v, want the three in one", c.posts)
+			}
+		})
+	})
+
+	t.Run("killed right after the commit", func(t *testing.T) {
+		dir, c := t.TempDir(), &centerStub{}
+		srv := httptest.NewServer(c)
+		defer srv.Close()
+		a := openNode(t, dir, srv.URL)
+		spec := testSpec(14)
+		tgt, err := target.Open(source.SQLite, filepath.Join(dir, "yw.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &subRunner{a: a}
+		if err := r.prepare(ctx, tgt, spec, targetColumns(spec)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), threeDeliveries(14), nil); err != nil {
+			t.Fatal(err)
+		}
+		tgt.Close()
+		a.bus.Close()
+
+		// The center gives out #2 again (it serves what follows the
+		// node's position, so it is not applied again) …
+		c.set(func(c *centerStub) { c.items = threeDeliveries(14)[1:2] })
+		a = openNode(t, dir, srv.URL)
+		defer a.bus.Close()
+		r = a.startSub(ctx, spec)
+		checkThree(t, c, dir)
+		r.stop()
+		r.wait()
+		// … and any of them given to the target again, alone or with
+		// others, has no second effect.
+		tgt, err = target.Open(source.SQLite, filepath.Join(dir, "yw.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tgt.Close()
+		for _, ds := range [][]wire.Delivery{threeDeliveries(14)[1:2], threeDeliveries(14)[1:], threeDeliveries(14)} {
+			acks, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), ds, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, ack := range acks {
+				if ack.Seq != ds[i].Seq || ack.Counts != (wire.RunCounts{}) || ack.AppliedAt.IsZero() || ack.Error != "" {
+					t.Errorf("redelivery of #%d: acknowledged %+v, want no counts", ds[i].Seq, ack)
+				}
+			}
+		}
+		checkThree(t, c, dir)
+	})
+
+	t.Run("killed while the transaction before is acknowledged", func(t *testing.T) {
+		// #1 is applied and its acknowledgement refused (the center is
+		// down) while #2 and #3 are applied in the next transaction; the
+		// node is killed then, and reports all three when it is back.
+		dir, c := t.TempDir(), &centerStub{refusing: true}
+		all := threeDeliveries(14)
+		c.items = all[:1]
+		srv := httptest.NewServer(c)
+		defer srv.Close()
+		a := openNode(t, dir, srv.URL)
+		spec := testSpec(14)
+		r := a.startSub(ctx, spec)
+		waitFor(t, "the acknowledgement of #1 is refused", func() (ok bool) {
+			c.set(func(c *centerStub) { ok = c.refused > 0 })
+			return ok
+		})
+		c.set(func(c *centerStub) { c.items = all })
+		tgt, err := target.Open(source.SQLite, filepath.Join(dir, "yw.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "#2 and #3 are applied", func() bool {
+			seq, err := tgt.Applied(ctx, streamName(spec))
+			return err == nil && seq == 3
+		})
+		tgt.Close()
+		r.stop()
+		r.wait()
+		a.bus.Close()
+
+		c.set(func(c *centerStub) { c.refusing = false })
+		a = openNode(t, dir, srv.URL)
+		defer a.bus.Close()
+		r = a.startSub(ctx, spec)
+		defer func() { r.stop(); r.wait() }()
+		checkThree(t, c, dir)
+	})
+
+	t.Run("a bad delivery among them", func(t *testing.T) {
+		dir, c := t.TempDir(), &centerStub{}
+		bad := threeDeliveries(14)
+		bad[1].Rows[1][0] = strp("x")
+		c.items = bad
+		srv := httptest.NewServer(c)
+		defer srv.Close()
+		a := openNode(t, dir, srv.URL)
+		defer a.bus.Close()
+		r := a.startSub(ctx, testSpec(14))
+		defer func() { r.stop(); r.wait() }()
+		var ack wire.Ack
+		waitFor(t, "the refusal of delivery #2", func() (ok bool) { ack, ok = c.ack(2); return ok })
+		if ack.Error == "" || ack.Counts != (wire.RunCounts{}) {
+			t.Errorf("acknowledgement of the bad delivery: %+v, want an error and no counts", ack)
+		}
+		if got := c.counted(1); len(got) == 0 || got[0].Counts != threeCounts[0] {
+			t.Errorf("acknowledgements of #1 before it: %+v, want counts %+v", got, threeCounts[0])
+		}
+		if _, ok := c.ack(3); ok {
+			t.Error("delivery #3 was applied after the bad one")
+		}
+		if got, want := readTable(t, dir), [][]string{{"1", "张*"}, {"2", "王*"}}; !slices.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("target table %v, want %v", got, want)
+		}
 	})
 }

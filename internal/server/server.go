@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		opt.Logs = os.Stderr
 	}
 	log := Logger(opt.Logs, cfg.LogLevel)
-	tuneGC()
+	TuneGC(defaultGCPercent, defaultMemoryLimit)
 	p := &Platform{Config: cfg, Log: log, Out: opt.Out}
 	var err error
 	if p.Keys, err = Keys(cfg); err != nil {
@@ -401,11 +401,14 @@ const (
 	defaultMemoryLimit = 512 << 20
 )
 
-func tuneGC() {
+// TuneGC sets the collector's percent and soft memory limit (bytes) of a
+// govshare process, each unless the operator set its own (GOGC,
+// GOMEMLIMIT): the server's above, an exchange node's in its command.
+func TuneGC(gcPercent int, memoryLimit int64) {
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
+		debug.SetGCPercent(gcPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(defaultMemoryLimit)
+		debug.SetMemoryLimit(memoryLimit)
 	}
 }

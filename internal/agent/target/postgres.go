@@ -1,13 +1,16 @@
 package target
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,6 +35,9 @@ var pgTypes = map[string]string{
 type pgEngine struct {
 	db      *sql.DB
 	display string
+
+	mu       sync.Mutex
+	upsertIn map[tableName]int // deliveries still to upsert before copying again
 }
 
 func openPostgres(dsn string) (engine, error) {
@@ -47,7 +53,7 @@ func openPostgres(dsn string) (engine, error) {
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	display := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
-	return &pgEngine{db: db, display: display}, nil
+	return &pgEngine{db: db, display: display, upsertIn: map[tableName]int{}}, nil
 }
 
 func (e *pgEngine) close() error { return e.db.Close() }
@@ -192,7 +198,8 @@ func pgTempColumn(i int, c *Column) string {
 	return "v" + strconv.Itoa(i)
 }
 
-func (e *pgEngine) apply(ctx context.Context, d *delivery) (c Counts, skipped bool, err error) {
+func (e *pgEngine) apply(ctx context.Context, ds []*delivery, note func([]Counts) []byte) (cs []Counts, skipped int, err error) {
+	stream, table := ds[0].stream, ds[0].table
 	err = e.raw(ctx, func(conn *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 			// A date-time assigned to an existing timestamp-without-zone
@@ -200,46 +207,58 @@ func (e *pgEngine) apply(ctx context.Context, d *delivery) (c Counts, skipped bo
 			if _, err := tx.Exec(ctx, "SET LOCAL TIME ZONE INTERVAL '+08:00' HOUR TO MINUTE"); err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, bookSQL(quoteDouble, "INSERT INTO {book} ({stream}, {seq}, {at}) VALUES ($1, 0, $2) ON CONFLICT ({stream}) DO NOTHING"), d.stream, now()); err != nil {
+			if _, err := tx.Exec(ctx, bookSQL(quoteDouble, "INSERT INTO {book} ({stream}, {seq}, {at}) VALUES ($1, 0, $2) ON CONFLICT ({stream}) DO NOTHING"), stream, now()); err != nil {
 				return err
 			}
 			var last int64
-			if err := tx.QueryRow(ctx, bookSQL(quoteDouble, "SELECT {seq} FROM {book} WHERE {stream} = $1 FOR UPDATE"), d.stream).Scan(&last); err != nil {
+			if err := tx.QueryRow(ctx, bookSQL(quoteDouble, "SELECT {seq} FROM {book} WHERE {stream} = $1 FOR UPDATE"), stream).Scan(&last); err != nil {
 				return err
 			}
-			if d.seq <= last {
-				skipped = true
+			if skipped = appliedBefore(ds, last); skipped == len(ds) {
 				return errSkip
 			}
-			have, err := pgColumns(ctx, tx, d.table)
+			have, err := pgColumns(ctx, tx, table)
 			if err != nil {
 				return fmt.Errorf("read the columns: %w", err)
 			}
-			tcs, err := d.check(have, pgLimit)
+			temp := false // the delivery's temporary table exists
+			for _, d := range ds[skipped:] {
+				tcs, err := d.check(have, pgLimit)
+				if err != nil {
+					return inGroup(d, len(ds), err)
+				}
+				c, err := e.write(ctx, tx, d, tcs, &temp)
+				if err != nil {
+					return inGroup(d, len(ds), err)
+				}
+				cs = append(cs, c)
+			}
+			note, err := noteArg(note, cs)
 			if err != nil {
 				return err
 			}
-			if c, err = e.write(ctx, tx, d, tcs); err != nil {
-				return err
-			}
-			note, err := d.noteArg(c)
-			if err != nil {
-				return err
-			}
-			_, err = tx.Exec(ctx, bookSQL(quoteDouble, "UPDATE {book} SET {seq} = $2, {at} = $3, {note} = $4 WHERE {stream} = $1"), d.stream, d.seq, now(), note)
+			_, err = tx.Exec(ctx, bookSQL(quoteDouble, "UPDATE {book} SET {seq} = $2, {at} = $3, {note} = $4 WHERE {stream} = $1"), stream, ds[len(ds)-1].seq, now(), note)
 			return err
 		})
 	})
-	if skipped {
-		return Counts{}, true, nil
+	if errors.Is(err, errSkip) {
+		return nil, len(ds), nil
 	}
-	return c, false, err
+	if err != nil {
+		return nil, 0, err
+	}
+	return cs, skipped, nil
 }
 
-func (e *pgEngine) write(ctx context.Context, tx pgx.Tx, d *delivery, tcs []*tableColumn) (Counts, error) {
+// write applies one delivery; made says whether the transaction made the
+// temporary table already (it is then emptied first).
+func (e *pgEngine) write(ctx context.Context, tx pgx.Tx, d *delivery, tcs []*tableColumn, made *bool) (Counts, error) {
 	var c Counts
 	if len(d.rows) == 0 && len(d.dels) == 0 {
 		return c, nil
+	}
+	if ok, err := e.copyNew(ctx, tx, d, tcs); err != nil || ok {
+		return Counts{Inserted: int64(len(d.rows))}, err
 	}
 	temp := []string{"del"}
 	defs := []string{`"del" boolean NOT NULL`}
@@ -252,9 +271,14 @@ func (e *pgEngine) write(ctx context.Context, tx pgx.Tx, d *delivery, tcs []*tab
 		}
 		defs = append(defs, quoteDouble(name)+" "+typ)
 	}
-	if _, err := tx.Exec(ctx, "CREATE TEMPORARY TABLE "+quoteDouble(pgDelivery)+" ("+strings.Join(defs, ", ")+") ON COMMIT DROP"); err != nil {
+	prepare := "CREATE TEMPORARY TABLE " + quoteDouble(pgDelivery) + " (" + strings.Join(defs, ", ") + ") ON COMMIT DROP"
+	if *made {
+		prepare = "TRUNCATE " + quoteDouble(pgDelivery)
+	}
+	if _, err := tx.Exec(ctx, prepare); err != nil {
 		return c, err
 	}
+	*made = true
 	copied := make([][]any, 0, len(d.rows)+len(d.dels))
 	for _, r := range d.rows {
 		vals := make([]any, 1+len(d.cols))
@@ -332,6 +356,128 @@ func (e *pgEngine) write(ctx context.Context, tx pgx.Tx, d *delivery, tcs []*tab
 		c.Missing = int64(len(d.dels)) - c.Deleted
 	}
 	return c, nil
+}
+
+// copyAfterConflict is how many deliveries into a table are upserted
+// after one whose rows could not all be copied in as new ones: a stream of
+// updates does not pay for a failed COPY each time.
+const copyAfterConflict = 16
+
+// copyNew copies a delivery of new rows only straight into its table, as
+// the fastest load there is, and reports whether it did. COPY into a table
+// with a primary key either adds every row — none of the keys was there,
+// so every row is one the upsert would have inserted: same rows, same
+// counts — or fails as a whole at the first key that was (or at anything
+// else the upsert would also have to report); then the savepoint drops
+// what it did and the delivery is upserted as ever. Deliveries with
+// deletes are always upserted, and so is every column whose type would
+// not read the canonical text exactly as the upsert's cast does
+// (pgDirect). Rows are deduplicated by newDelivery.
+func (e *pgEngine) copyNew(ctx context.Context, tx pgx.Tx, d *delivery, tcs []*tableColumn) (bool, error) {
+	if len(d.dels) > 0 || len(d.rows) == 0 {
+		return false, nil
+	}
+	for i := range d.cols {
+		if !pgDirect(&d.cols[i], tcs[i]) {
+			return false, nil
+		}
+	}
+	e.mu.Lock()
+	wait := e.upsertIn[d.table]
+	if wait > 0 {
+		e.upsertIn[d.table] = wait - 1
+	}
+	e.mu.Unlock()
+	if wait > 0 {
+		return false, nil
+	}
+	var buf bytes.Buffer
+	for _, r := range d.rows {
+		for i := range d.cols {
+			if i > 0 {
+				buf.WriteByte('\t')
+			}
+			if err := pgCopyText(&buf, &d.cols[i], r[i]); err != nil {
+				return false, fmt.Errorf("upsert of key %s: %w", d.key(r), err)
+			}
+		}
+		buf.WriteByte('\n')
+	}
+	names := make([]string, len(d.cols))
+	for i := range d.cols {
+		names[i] = quoteDouble(d.cols[i].Name)
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return false, err
+	}
+	_, err = sp.Conn().PgConn().CopyFrom(ctx, &buf, "COPY "+e.quoteTable(d.table)+" ("+strings.Join(names, ", ")+") FROM STDIN")
+	if err != nil {
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return false, rerr
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		e.mu.Lock()
+		e.upsertIn[d.table] = copyAfterConflict
+		e.mu.Unlock()
+		return false, nil
+	}
+	return true, sp.Commit(ctx)
+}
+
+// pgDirect reports whether column tc's own input reads data item c's
+// canonical text as the upsert's expression (pgExpr) makes it: the
+// item's type or, for numbers, one whose limits d.check enforces before
+// anything is written. A timestamp without a zone would drop the
+// instant's zone, a float into numeric round otherwise.
+func pgDirect(c *Column, tc *tableColumn) bool {
+	base, _ := typeParams(tc.dbType)
+	switch c.DataType {
+	case "C", "M":
+		return tc.str
+	case "G":
+		return tc.dbType == "bytea"
+	case "I":
+		return base == "bigint" || base == "integer" || base == "smallint" || base == "numeric"
+	case "N", "Y":
+		return base == "numeric"
+	}
+	return tc.dbType == pgTypes[c.DataType]
+}
+
+// pgCopyText writes a canonical value as a field of COPY's text format.
+func pgCopyText(buf *bytes.Buffer, c *Column, v source.Value) error {
+	if v.Null {
+		buf.WriteString(`\N`)
+		return nil
+	}
+	if c.DataType == "G" {
+		b, err := base64.StdEncoding.DecodeString(v.Text)
+		if err != nil {
+			return err
+		}
+		buf.WriteString(`\\x`)
+		buf.WriteString(hex.EncodeToString(b))
+		return nil
+	}
+	s := v.Text
+	for i := 0; i < len(s); i++ {
+		switch ch := s[i]; ch {
+		case '\\':
+			buf.WriteString(`\\`)
+		case '\t':
+			buf.WriteString(`\t`)
+		case '\n':
+			buf.WriteString(`\n`)
+		case '\r':
+			buf.WriteString(`\r`)
+		default:
+			buf.WriteByte(ch)
+		}
+	}
+	return nil
 }
 
 // pgArg is what is copied for a canonical value: its text, which

@@ -175,43 +175,48 @@ func (e *sqlEngine) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // errSkip ends the transaction of a delivery applied before.
 var errSkip = errors.New("applied before")
 
-func (e *sqlEngine) apply(ctx context.Context, d *delivery) (c Counts, skipped bool, err error) {
+func (e *sqlEngine) apply(ctx context.Context, ds []*delivery, note func([]Counts) []byte) (cs []Counts, skipped int, err error) {
+	stream, table := ds[0].stream, ds[0].table
 	err = e.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, e.d.insertStreamSQL(), d.stream, e.d.timeArg(now())); err != nil {
+		if _, err := tx.ExecContext(ctx, e.d.insertStreamSQL(), stream, e.d.timeArg(now())); err != nil {
 			return err
 		}
 		var last int64
-		if err := tx.QueryRowContext(ctx, bookSQL(e.d.quote, "SELECT {seq} FROM {book} WHERE {stream} = ?")+e.d.lockSuffix(), d.stream).Scan(&last); err != nil {
+		if err := tx.QueryRowContext(ctx, bookSQL(e.d.quote, "SELECT {seq} FROM {book} WHERE {stream} = ?")+e.d.lockSuffix(), stream).Scan(&last); err != nil {
 			return err
 		}
-		if d.seq <= last {
+		if skipped = appliedBefore(ds, last); skipped == len(ds) {
 			return errSkip
 		}
-		have, err := e.d.columns(ctx, tx, d.table)
+		have, err := e.d.columns(ctx, tx, table)
 		if err != nil {
 			return fmt.Errorf("read the columns: %w", err)
 		}
-		if _, err := d.check(have, e.d.limit); err != nil {
-			return err
+		for _, d := range ds[skipped:] {
+			if _, err := d.check(have, e.d.limit); err != nil {
+				return inGroup(d, len(ds), err)
+			}
+			c, err := e.write(ctx, tx, d)
+			if err != nil {
+				return inGroup(d, len(ds), err)
+			}
+			cs = append(cs, c)
 		}
-		if c, err = e.write(ctx, tx, d); err != nil {
-			return err
-		}
-		note, err := d.noteArg(c)
+		note, err := noteArg(note, cs)
 		if err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, bookSQL(e.d.quote, "UPDATE {book} SET {seq} = ?, {at} = ?, {note} = ? WHERE {stream} = ?"),
-			d.seq, e.d.timeArg(now()), note, d.stream)
+			ds[len(ds)-1].seq, e.d.timeArg(now()), note, stream)
 		return err
 	})
 	if errors.Is(err, errSkip) {
-		return Counts{}, true, nil
+		return nil, len(ds), nil
 	}
 	if err != nil {
-		return Counts{}, false, e.d.explain(err)
+		return nil, 0, e.d.explain(err)
 	}
-	return c, false, nil
+	return cs, skipped, nil
 }
 
 // write upserts and deletes d's rows in batches of at most batchArgs

@@ -70,8 +70,10 @@ type engine interface {
 	createBook(ctx context.Context) error
 	// addNote adds the note column to a bookkeeping table made before it.
 	addNote(ctx context.Context) error
-	// apply writes d in one transaction (see Target.Apply).
-	apply(ctx context.Context, d *delivery) (Counts, bool, error)
+	// apply writes deliveries of one stream and table, seqs ascending,
+	// in one transaction (see Target.ApplyBatches): the counts of those
+	// applied and how many were applied before.
+	apply(ctx context.Context, ds []*delivery, note func([]Counts) []byte) ([]Counts, int, error)
 	// last reads stream's bookkeeping row: its seq and note (0, nil when
 	// there is none).
 	last(ctx context.Context, stream string) (uint64, []byte, error)
@@ -190,19 +192,65 @@ func (t *Target) Ensure(ctx context.Context, table string, cols []Column, create
 // with ErrBadValue before anything is written.
 func (t *Target) Apply(ctx context.Context, table string, cols []Column, stream string, seq uint64, upserts []source.Row, deletes []source.Key,
 	note func(Counts) []byte) (c Counts, skipped bool, err error) {
-	d, err := newDelivery(table, cols, stream, seq, upserts, deletes)
-	if err != nil {
-		return Counts{}, false, fmt.Errorf("apply %s #%d to %s: %w", stream, seq, table, err)
+	var notes func([]Counts) []byte
+	if note != nil {
+		notes = func(cs []Counts) []byte { return note(cs[0]) }
 	}
-	d.note = note
+	applied, before, err := t.ApplyBatches(ctx, table, cols, stream, []Batch{{Seq: seq, Upserts: upserts, Deletes: deletes}}, notes)
+	if err != nil || before == 1 {
+		return Counts{}, before == 1, err
+	}
+	return applied[0], false, nil
+}
+
+// Batch is one delivery of a stream: its seq, the rows it upserts and the
+// keys it deletes (see Apply).
+type Batch struct {
+	Seq     uint64
+	Upserts []source.Row
+	Deletes []source.Key
+}
+
+// ApplyBatches applies several deliveries of one stream, seqs ascending,
+// in ONE transaction, each exactly as Apply would one after the other
+// (same rows, same counts), and records the last seq: one commit instead
+// of one per delivery. The deliveries applied before — those with a seq up
+// to the one recorded, always the first ones — change nothing: skipped
+// says how many, and applied holds the counts of the others, in order.
+// note gets those counts and its text is recorded as the stream's note
+// (see Apply), so it must say all the caller still has to do about every
+// delivery of the transaction; it is not called when all were applied
+// before. A bad value in any delivery fails them all
+// before anything is written.
+func (t *Target) ApplyBatches(ctx context.Context, table string, cols []Column, stream string, batches []Batch,
+	note func([]Counts) []byte) (applied []Counts, skipped int, err error) {
+	if len(batches) == 0 {
+		return nil, 0, nil
+	}
+	what := fmt.Sprintf("%s #%d", stream, batches[0].Seq)
+	if n := len(batches); n > 1 {
+		what = fmt.Sprintf("%s #%d to #%d", stream, batches[0].Seq, batches[n-1].Seq)
+	}
+	ds := make([]*delivery, len(batches))
+	for i, b := range batches {
+		if i > 0 && b.Seq <= batches[i-1].Seq {
+			return nil, 0, fmt.Errorf("apply %s to %s: %w: sequence number %d follows %d", what, table, ErrBadValue, b.Seq, batches[i-1].Seq)
+		}
+		if ds[i], err = newDelivery(table, cols, stream, b.Seq, b.Upserts, b.Deletes); err != nil {
+			if len(batches) > 1 {
+				err = fmt.Errorf("delivery #%d: %w", b.Seq, err)
+			}
+			return nil, 0, fmt.Errorf("apply %s to %s: %w", what, table, err)
+		}
+	}
 	if err := t.book(ctx); err != nil {
-		return Counts{}, false, fmt.Errorf("apply %s #%d to %s: %w", stream, seq, table, err)
+		return nil, 0, fmt.Errorf("apply %s to %s: %w", what, table, err)
 	}
-	c, skipped, err = t.e.apply(ctx, d)
+	applied, skipped, err = t.e.apply(ctx, ds, note)
 	if err != nil {
-		return Counts{}, false, fmt.Errorf("apply %s #%d to %s: %w", stream, seq, d.table, err)
+		return nil, 0, fmt.Errorf("apply %s to %s: %w", what, ds[0].table, err)
 	}
-	return c, skipped, nil
+	return applied, skipped, nil
 }
 
 // Applied returns the last seq applied for stream (0 if none).
@@ -447,16 +495,33 @@ type delivery struct {
 	seq    int64
 	rows   []source.Row
 	dels   []source.Key
-	note   func(Counts) []byte // nil: no note
 }
 
-// noteArg is the driver argument of the note recorded with counts c: NULL
-// without a note function.
-func (d *delivery) noteArg(c Counts) (any, error) {
-	if d.note == nil {
+// appliedBefore is how many of ds (seqs ascending) have a seq up to last,
+// the stream's seq recorded.
+func appliedBefore(ds []*delivery, last int64) int {
+	n := 0
+	for n < len(ds) && ds[n].seq <= last {
+		n++
+	}
+	return n
+}
+
+// inGroup says which delivery of a transaction of several failed.
+func inGroup(d *delivery, n int, err error) error {
+	if n > 1 {
+		return fmt.Errorf("delivery #%d: %w", d.seq, err)
+	}
+	return err
+}
+
+// noteArg is the driver argument of the note recorded with counts cs:
+// NULL without a note function.
+func noteArg(note func([]Counts) []byte, cs []Counts) (any, error) {
+	if note == nil {
 		return nil, nil
 	}
-	b := d.note(c)
+	b := note(cs)
 	if b == nil {
 		return nil, nil
 	}

@@ -810,3 +810,118 @@ func boundary(k []byte, size int) bool {
 	h ^= h >> 33
 	return h%uint64(size) == 0
 }
+
+// TestNewRowsMeetingKnownKeysAreUpserted: a delivery of rows new to its
+// stream may still meet keys another writer put in the table (PostgreSQL
+// copies a delivery of new rows straight in, and must then upsert it):
+// nothing is doubled or lost, and the counts say what happened. A
+// timestamp column without a zone still gets the instant in +08:00.
+func TestNewRowsMeetingKnownKeysAreUpserted(t *testing.T) {
+	cols := []target.Column{
+		{Name: "id", DataType: "I", Key: true},
+		{Name: "name", DataType: "C", Length: 20},
+		{Name: "at", DataType: "T"},
+	}
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ensure(t, b, "known", cols)
+		b.exec(t, "INSERT INTO "+b.quote("known")+" (id, name) VALUES (2, 'other')")
+		c := apply(t, b, "known", cols, "k", 1, []source.Row{
+			row("1", "a\tb", "2024-01-01T00:00:00Z"), row("2", "乙", nil), row("3", `c\d`, nil),
+		})
+		if want := (target.Counts{Inserted: 2, Updated: 1}); c != want {
+			t.Errorf("delivery meeting a known key: %+v, want %+v", c, want)
+		}
+		for seq, id := range []string{"4", "5", "6"} {
+			if c := apply(t, b, "known", cols, "k", uint64(seq+2), []source.Row{row(id, "新", nil)}); c != (target.Counts{Inserted: 1}) {
+				t.Errorf("delivery #%d of a new row: %+v, want 1 inserted", seq+2, c)
+			}
+		}
+		got := readBack(t, b, "known", cols)
+		want := []source.Row{row("1", "a\tb", "2024-01-01T00:00:00Z"), row("2", "乙", nil), row("3", `c\d`, nil),
+			row("4", "新", nil), row("5", "新", nil), row("6", "新", nil)}
+		if !slices.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("read back %v, want %v", got, want)
+		}
+		if b.kind != source.Postgres {
+			return
+		}
+		b.exec(t, `CREATE TABLE "local_at" (id bigint PRIMARY KEY, at timestamp without time zone)`)
+		apply(t, b, "local_at", []target.Column{{Name: "id", DataType: "I", Key: true}, {Name: "at", DataType: "T"}}, "l", 1,
+			[]source.Row{row("1", "2024-01-01T00:00:00Z")})
+		var local string
+		if err := b.db.QueryRow(`SELECT to_char(at, 'YYYY-MM-DD HH24:MI') FROM "local_at"`).Scan(&local); err != nil {
+			t.Fatal(err)
+		}
+		if local != "2024-01-01 08:00" {
+			t.Errorf("an instant in a timestamp column without a zone: %s, want 2024-01-01 08:00 (+08:00)", local)
+		}
+	})
+}
+
+// TestBatchesInOneTransactionCountEachDelivery: deliveries applied in one
+// transaction count each as if applied alone, the note holds them all, a
+// redelivery of any of them has no second effect, and one bad delivery
+// leaves the whole transaction unwritten.
+func TestBatchesInOneTransactionCountEachDelivery(t *testing.T) {
+	cols := []target.Column{{Name: "id", DataType: "I", Key: true}, {Name: "v", DataType: "C"}}
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		ensure(t, b, "grouped", cols)
+		var seen []target.Counts
+		note := func(cs []target.Counts) []byte {
+			seen = slices.Clone(cs)
+			return fmt.Appendf(nil, "%d deliveries", len(cs))
+		}
+		batches := []target.Batch{
+			{Seq: 1, Upserts: []source.Row{row("1", "a"), row("2", "b")}},
+			{Seq: 2, Upserts: []source.Row{row("1", "a2"), row("3", "c")}},
+			{Seq: 3, Upserts: []source.Row{row("3", "c")}, Deletes: []source.Key{{"2"}, {"9"}}},
+		}
+		applied, skipped, err := b.tgt.ApplyBatches(ctx, "grouped", cols, "g", batches, note)
+		if err != nil || skipped != 0 {
+			t.Fatalf("apply #1 to #3: %v, %d skipped", err, skipped)
+		}
+		want := []target.Counts{{Inserted: 2}, {Inserted: 1, Updated: 1}, {Unchanged: 1, Deleted: 1, Missing: 1}}
+		if !slices.Equal(applied, want) || !slices.Equal(seen, want) {
+			t.Errorf("counts %+v, the note made from %+v; want %+v", applied, seen, want)
+		}
+		if seq, got, err := b.tgt.LastNote(ctx, "g"); seq != 3 || string(got) != "3 deliveries" || err != nil {
+			t.Fatalf("after #1 to #3: %d %q %v; want 3 and the note of all three", seq, got, err)
+		}
+
+		// Each of them delivered again, alone or with a new one.
+		for _, seq := range []uint64{1, 2, 3} {
+			if _, skipped, err := b.tgt.Apply(ctx, "grouped", cols, "g", seq, []source.Row{row("1", "again")}, []source.Key{{"3"}}, nil); err != nil || !skipped {
+				t.Errorf("redelivery of #%d: skipped=%v %v, want skipped", seq, skipped, err)
+			}
+		}
+		seen = nil
+		applied, skipped, err = b.tgt.ApplyBatches(ctx, "grouped", cols, "g", []target.Batch{
+			{Seq: 2, Upserts: []source.Row{row("1", "again")}}, {Seq: 3, Deletes: []source.Key{{"1"}}}, {Seq: 4, Upserts: []source.Row{row("4", "d")}},
+		}, note)
+		if err != nil || skipped != 2 || !slices.Equal(applied, []target.Counts{{Inserted: 1}}) || !slices.Equal(seen, applied) {
+			t.Fatalf("#2 to #4 after #3: %+v, %d skipped, %v; want #4 alone applied, 1 inserted", applied, skipped, err)
+		}
+		if _, skipped, err := b.tgt.ApplyBatches(ctx, "grouped", cols, "g", batches, note); err != nil || skipped != 3 {
+			t.Errorf("#1 to #3 again: %d skipped, %v; want all three skipped", skipped, err)
+		}
+
+		// A bad value in the second delivery: the first is not written either.
+		_, _, err = b.tgt.ApplyBatches(ctx, "grouped", cols, "g", []target.Batch{
+			{Seq: 5, Upserts: []source.Row{row("5", "e")}}, {Seq: 6, Upserts: []source.Row{row("x", "f")}},
+		}, note)
+		if !errors.Is(err, target.ErrBadValue) {
+			t.Errorf("a bad value in #6: %v, want ErrBadValue", err)
+		}
+		if _, _, err := b.tgt.ApplyBatches(ctx, "grouped", cols, "g", []target.Batch{{Seq: 8}, {Seq: 7}}, note); !errors.Is(err, target.ErrBadValue) {
+			t.Errorf("seqs out of order: %v, want ErrBadValue", err)
+		}
+		if seq, _ := b.tgt.Applied(ctx, "g"); seq != 4 {
+			t.Errorf("applied seq %d after the failed transaction, want 4", seq)
+		}
+		got := readBack(t, b, "grouped", cols)
+		if wantRows := []source.Row{row("1", "a2"), row("3", "c"), row("4", "d")}; !slices.EqualFunc(got, wantRows, slices.Equal) {
+			t.Errorf("read back %v, want %v", got, wantRows)
+		}
+	})
+}

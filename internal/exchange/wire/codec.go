@@ -33,6 +33,12 @@ func Decode(b []byte, v any) error {
 	if err != nil {
 		return fmt.Errorf("exchange message: %w", err)
 	}
+	switch m := v.(type) {
+	case *Delivery:
+		return decodeWithRows(raw, m, &m.Rows)
+	case *Batch:
+		return decodeWithRows(raw, m, &m.Rows)
+	}
 	return json.Unmarshal(raw, v)
 }
 
