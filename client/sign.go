@@ -29,7 +29,6 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/emmansun/gmsm/sm3"
@@ -54,30 +53,101 @@ const (
 // CanonicalQuery sorts query parameters by name, then value, and encodes
 // them the way url.Values does.
 func CanonicalQuery(q url.Values) string {
+	return string(appendCanonicalQuery(nil, q))
+}
+
+func appendCanonicalQuery(b []byte, q url.Values) []byte {
+	if len(q) == 1 { // the usual case: no sorting, no copies
+		for k, vs := range q {
+			if len(vs) == 1 {
+				return appendQueryParam(b, k, vs[0])
+			}
+		}
+	}
 	keys := make([]string, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var parts []string
+	first := true
 	for _, k := range keys {
-		vs := append([]string(nil), q[k]...)
-		sort.Strings(vs)
+		vs := q[k]
+		if len(vs) > 1 {
+			vs = append([]string(nil), vs...)
+			sort.Strings(vs)
+		}
 		for _, v := range vs {
-			parts = append(parts, url.QueryEscape(k)+"="+url.QueryEscape(v))
+			if !first {
+				b = append(b, '&')
+			}
+			first = false
+			b = appendQueryParam(b, k, v)
 		}
 	}
-	return strings.Join(parts, "&")
+	return b
 }
+
+func appendQueryParam(b []byte, k, v string) []byte {
+	b = appendQueryEscape(b, k)
+	b = append(b, '=')
+	return appendQueryEscape(b, v)
+}
+
+// appendQueryEscape appends url.QueryEscape(s), without its allocation
+// when s has nothing to escape.
+func appendQueryEscape(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~') {
+			return append(b, url.QueryEscape(s)...)
+		}
+	}
+	return append(b, s...)
+}
+
+// emptyBodyHash is hex(SHA-256("")), the last line of a request without
+// a body.
+const emptyBodyHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 // Canonical is the string a request's signature covers.
 func Canonical(method, path string, query url.Values, timestamp, nonce string, body []byte) string {
+	return string(AppendCanonical(nil, method, path, query, timestamp, nonce, body))
+}
+
+// AppendCanonical appends the canonical string of a request to b.
+func AppendCanonical(b []byte, method, path string, query url.Values, timestamp, nonce string, body []byte) []byte {
+	for i := 0; i < len(method); i++ {
+		c := method[i]
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	b = append(b, '\n')
+	b = append(b, path...)
+	b = append(b, '\n')
+	b = appendCanonicalQuery(b, query)
+	b = append(b, '\n')
+	b = append(b, timestamp...)
+	b = append(b, '\n')
+	b = append(b, nonce...)
+	b = append(b, '\n')
+	if len(body) == 0 {
+		return append(b, emptyBodyHash...)
+	}
 	sum := sha256.Sum256(body)
-	return strings.Join([]string{strings.ToUpper(method), path, CanonicalQuery(query), timestamp, nonce, hex.EncodeToString(sum[:])}, "\n")
+	return hex.AppendEncode(b, sum[:])
 }
 
 // Sign returns the base64 signature of canonical under secret.
 func Sign(signMethod, secret, canonical string) (string, error) {
+	sig, err := AppendSignature(nil, signMethod, []byte(secret), []byte(canonical))
+	return string(sig), err
+}
+
+// AppendSignature appends the base64 signature of canonical under secret
+// to b.
+func AppendSignature(b []byte, signMethod string, secret, canonical []byte) ([]byte, error) {
 	var h func() hash.Hash
 	switch signMethod {
 	case HMACSHA256, "":
@@ -85,11 +155,12 @@ func Sign(signMethod, secret, canonical string) (string, error) {
 	case HMACSM3:
 		h = sm3.New
 	default:
-		return "", fmt.Errorf("unknown signature method %q (use %s or %s)", signMethod, HMACSHA256, HMACSM3)
+		return b, fmt.Errorf("unknown signature method %q (use %s or %s)", signMethod, HMACSHA256, HMACSM3)
 	}
-	m := hmac.New(h, []byte(secret))
-	m.Write([]byte(canonical))
-	return base64.StdEncoding.EncodeToString(m.Sum(nil)), nil
+	m := hmac.New(h, secret)
+	m.Write(canonical)
+	var sum [sha256.Size]byte // SM3's size too
+	return base64.StdEncoding.AppendEncode(b, m.Sum(sum[:0])), nil
 }
 
 // App is a department's app credentials.
@@ -120,7 +191,9 @@ func (a App) SignRequest(req *http.Request, purpose string) error {
 	if method == "" {
 		method = HMACSHA256
 	}
-	sig, err := Sign(method, a.Secret, Canonical(req.Method, req.URL.EscapedPath(), req.URL.Query(), ts, nonce, body))
+	var buf [512]byte
+	c := AppendCanonical(buf[:0], req.Method, req.URL.EscapedPath(), req.URL.Query(), ts, nonce, body)
+	sig, err := AppendSignature(nil, method, []byte(a.Secret), c)
 	if err != nil {
 		return err
 	}
@@ -128,7 +201,7 @@ func (a App) SignRequest(req *http.Request, purpose string) error {
 	req.Header.Set(HeaderTimestamp, ts)
 	req.Header.Set(HeaderNonce, nonce)
 	req.Header.Set(HeaderMethod, method)
-	req.Header.Set(HeaderSignature, sig)
+	req.Header.Set(HeaderSignature, string(sig))
 	req.Header.Set(HeaderPurpose, purpose)
 	return nil
 }

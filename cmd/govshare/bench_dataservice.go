@@ -24,7 +24,7 @@ func benchDataService(ctx context.Context, args []string, stdout, stderr io.Writ
 	download := fs.Int64("download-rows", 1_000_000, "rows of the download (0: skip it)")
 	verify := fs.Int64("verify-records", 1_000_000, "records of the comparison job (0: skip it)")
 	method := fs.String("sign-method", client.HMACSHA256, "signature: HMAC-SHA256 or HMAC-SM3")
-	prof := fs.String("profile", "", "write CPU profiles of the server's process during the full-path lookups and the download into this folder")
+	prof := fs.String("profile", "", "write CPU profiles of the server's process (and of the load generator's, NAME.loadgen.pprof) during the full-path lookups and the download into this folder")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

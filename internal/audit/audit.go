@@ -93,6 +93,13 @@ func canonical(e *Event) []byte {
 	b := make([]byte, 0, 256+len(e.Details)+len(e.Purpose))
 	b = append(b, '[')
 	b = strconv.AppendInt(b, e.Seq, 10)
+	return appendCanonicalTail(b, e)
+}
+
+// appendCanonicalTail appends what follows the seq in e's canonical form:
+// all of it but the seq is known before the event is chained, so Append
+// writes it in the caller's goroutine and the log's writer only hashes.
+func appendCanonicalTail(b []byte, e *Event) []byte {
 	b = append(b, ',')
 	b = jsontext.AppendString(b, e.Time.UTC().Format(timeLayout))
 	for _, s := range [...]string{e.ActorType, e.ActorID, e.ActorName} {
@@ -126,10 +133,21 @@ func chainHash(alg string, prev string, e *Event) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	h.Write([]byte(prev))
-	h.Write([]byte{'\n'})
-	h.Write(canonical(e))
-	return alg + ":" + hex.EncodeToString(h.Sum(nil)), nil
+	return chainHashTail(h, alg, prev, e.Seq, appendCanonicalTail(nil, e)), nil
+}
+
+// chainHashTail is chainHash of the event numbered seq whose canonical
+// form after the seq is tail, computed with h (a hash of alg, reset here).
+func chainHashTail(h hash.Hash, alg, prev string, seq int64, tail []byte) string {
+	h.Reset()
+	var buf [128]byte
+	b := append(buf[:0], prev...)
+	b = append(b, '\n', '[')
+	h.Write(strconv.AppendInt(b, seq, 10))
+	h.Write(tail)
+	b = append(append(buf[:0], alg...), ':')
+	var sum [32]byte // SM3's and SHA-256's size
+	return string(hex.AppendEncode(b, h.Sum(sum[:0])))
 }
 
 // hashAlgorithm reads the algorithm prefix of a stored hash.

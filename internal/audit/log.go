@@ -47,6 +47,7 @@ type Log struct {
 
 type pending struct {
 	ev    Event
+	tail  []byte // the event's canonical form after its seq
 	claim *Claim // taken from the appending context, or nil
 	res   chan error
 }
@@ -113,6 +114,7 @@ func (l *Log) Append(ctx context.Context, e Event) error {
 		e.ActorType = ActorSystem
 	}
 	p := &pending{ev: e, res: make(chan error, 1)}
+	p.tail = appendCanonicalTail(make([]byte, 0, 192+len(e.Details)+len(e.Purpose)), &p.ev)
 	if c := ClaimFrom(ctx); c != nil && l.claimerOf() != nil && c.Take() {
 		p.claim = c
 	}
@@ -209,7 +211,12 @@ func (l *Log) write(ctx context.Context, batch []*pending) error {
 	defer l.writeMu.Unlock()
 	var fresh []bool // per claim, in batch order
 	evs := make([]*Event, 0, len(batch))
-	err := l.db.InTx(ctx, func(tx *store.Tx) error {
+	tails := make([][]byte, 0, len(batch))
+	h, err := newHash(l.alg)
+	if err != nil {
+		return err
+	}
+	err = l.db.InTx(ctx, func(tx *store.Tx) error {
 		lock := ""
 		if tx.Dialect() == store.Postgres {
 			lock = " FOR UPDATE"
@@ -241,7 +248,7 @@ func (l *Log) write(ctx context.Context, batch []*pending) error {
 				return fmt.Errorf("write the requests' one-time tokens: %w", err)
 			}
 		}
-		evs = evs[:0]
+		evs, tails = evs[:0], tails[:0]
 		i := 0
 		for _, p := range batch {
 			if p.claim != nil {
@@ -251,21 +258,16 @@ func (l *Log) write(ctx context.Context, batch []*pending) error {
 					continue // used before: the event is not written
 				}
 			}
-			evs = append(evs, &p.ev)
+			evs, tails = append(evs, &p.ev), append(tails, p.tail)
 		}
 		if len(evs) == 0 {
 			return nil
 		}
-		for _, e := range evs {
+		for i, e := range evs {
 			seq++
-			e.Seq = seq
-			e.PrevHash = prev
-			h, err := chainHash(l.alg, prev, e)
-			if err != nil {
-				return err
-			}
-			e.Hash = h
-			prev = h
+			e.Seq, e.PrevHash = seq, prev
+			e.Hash = chainHashTail(h, l.alg, prev, seq, tails[i])
+			prev = e.Hash
 		}
 		head := []any{seq, prev, l.seal.mac(headParts(seq, prev)...), l.alg}
 		if err := insertEvents(ctx, tx, evs, head); err != nil {

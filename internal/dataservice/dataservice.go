@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,7 @@ import (
 	"govshare/internal/secret"
 	"govshare/internal/share"
 	"govshare/internal/store"
+	"govshare/internal/ttlcache"
 )
 
 // Resources is the part of the resource store the services read.
@@ -70,7 +72,7 @@ type Service struct {
 	usage    *usage
 	checkers sync.Map // checkerKey → *shapeChecker: the items' types and visible columns
 	rules    sync.Map // masking rule text → *mask.Rule
-	mounted  *resourceCache
+	mounted  *ttlcache.Cache[string, resource.Resource]
 	lookups  *lookups
 }
 
@@ -80,7 +82,7 @@ func New(d Deps) *Service {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{db: d.DB, res: d.Resources, grants: d.Grants, audit: d.Audit, masker: d.Masker, cursors: d.Keys.Sealer("data/cursor"),
-		log: d.Log, now: store.Now, limits: newLimiter(), mounted: newResourceCache(), lookups: newLookups()}
+		log: d.Log, now: store.Now, limits: newLimiter(), mounted: ttlcache.New[string, resource.Resource](time.Second, 10000), lookups: newLookups()}
 	s.usage = newUsage(d.DB, d.Log, func() time.Time { return s.now() })
 	return s
 }
@@ -142,8 +144,18 @@ type use struct {
 	method  catalog.ShareMethod
 	r       resource.Resource
 	permit  share.Permit
-	granted map[string]share.PermitItem
 	started time.Time
+}
+
+// granted returns the item of the call's grant named name. A grant has
+// a few dozen items at most: a look through them costs less than a map.
+func (u *use) granted(name string) (share.PermitItem, bool) {
+	for _, it := range u.permit.Items {
+		if it.MachineName == name {
+			return it, true
+		}
+	}
+	return share.PermitItem{}, false
 }
 
 // begin authorizes a call: the caller may use data, states a purpose,
@@ -178,12 +190,8 @@ func (s *Service) begin(ctx context.Context, c Caller, code string, m catalog.Sh
 		return nil, err
 	}
 	u.permit = p
-	u.granted = make(map[string]share.PermitItem, len(p.Items))
-	for _, it := range p.Items {
-		u.granted[it.MachineName] = it
-	}
 	for _, it := range items {
-		if _, ok := u.granted[it]; !ok {
+		if _, ok := u.granted(it); !ok {
 			err := itemRefused(it, m, "items")
 			s.deny(ctx, c, action, code, err)
 			return nil, err
@@ -249,10 +257,17 @@ func scopeCond(r resource.Resource, p share.Permit) ([]resource.Cond, error) {
 // checker and the visible columns are kept per resource shape (an entry
 // version fixes the columns), so a call allocates neither.
 func (s *Service) checker(r resource.Resource) (*quality.Checker, []resource.Column, error) {
+	sh, err := s.shape(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sh.chk, sh.cols, nil
+}
+
+func (s *Service) shape(r resource.Resource) (*shapeChecker, error) {
 	key := checkerKey{r.ID, r.EntryVersion, len(r.Columns)}
 	if c, ok := s.checkers.Load(key); ok {
-		e := c.(*shapeChecker)
-		return e.chk, e.cols, nil
+		return c.(*shapeChecker), nil
 	}
 	cols := r.Visible()
 	items := make([]quality.Item, len(cols))
@@ -261,10 +276,10 @@ func (s *Service) checker(r resource.Resource) (*quality.Checker, []resource.Col
 	}
 	chk, err := quality.Compile(items, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	s.checkers.Store(key, &shapeChecker{chk: chk, cols: cols})
-	return chk, cols, nil
+	c, _ := s.checkers.LoadOrStore(key, &shapeChecker{chk: chk, cols: cols, fields: map[int64]*fieldsPlan{}})
+	return c.(*shapeChecker), nil
 }
 
 type checkerKey struct {
@@ -276,6 +291,44 @@ type checkerKey struct {
 type shapeChecker struct {
 	chk  *quality.Checker
 	cols []resource.Column
+
+	mu     sync.Mutex
+	fields map[int64]*fieldsPlan // by grant
+}
+
+// fieldsPlan is what a query that names no fields — every item of its
+// grant, the usual query — reads: columns, item and display names,
+// masks. It is kept per resource shape and grant, with the grant's items
+// it was made from, and used only while the grant still has those items
+// with those masks. Its slices are shared: nobody changes them.
+type fieldsPlan struct {
+	from    []share.PermitItem
+	columns []resource.Column
+	items   []string
+	names   []string
+	masks   []*mask.Rule
+}
+
+// fieldsFor returns the kept fields plan of grant, if made from items.
+func (sh *shapeChecker) fieldsFor(grant int64, items []share.PermitItem) *fieldsPlan {
+	sh.mu.Lock()
+	f := sh.fields[grant]
+	sh.mu.Unlock()
+	if f == nil || !slices.EqualFunc(f.from, items, func(a, b share.PermitItem) bool {
+		return a.MachineName == b.MachineName && a.MaskRule == b.MaskRule && a.Name == b.Name
+	}) {
+		return nil
+	}
+	return f
+}
+
+func (sh *shapeChecker) keepFields(grant int64, f *fieldsPlan) {
+	sh.mu.Lock()
+	if len(sh.fields) >= 10000 {
+		clear(sh.fields)
+	}
+	sh.fields[grant] = f
+	sh.mu.Unlock()
 }
 
 // maskRule parses a masking rule once; rules are few and kept.

@@ -127,44 +127,37 @@ func (l *lookups) get(ctx context.Context, res Resources, r resource.Resource, p
 // read runs one statement for a batch of lookups and answers each.
 func (l *lookups) read(ctx context.Context, res Resources, r resource.Resource, p *plan, batch []*lookup) {
 	keys := make([]string, 0, len(batch))
-	seen := make(map[string]bool, len(batch))
+	byKey := make(map[string][]*lookup, len(batch))
 	for _, lk := range batch {
-		if !seen[lk.key] {
-			seen[lk.key] = true
+		if byKey[lk.key] == nil {
 			keys = append(keys, lk.key)
 		}
+		byKey[lk.key] = append(byKey[lk.key], lk)
 	}
 	sel := resource.Selection{Columns: p.sel.Columns, Where: make([]resource.Cond, 0, len(p.sel.Where))}
 	sel.Where = append(sel.Where, resource.Cond{Column: p.sel.Where[0].Column, Op: "any", Values: keys})
 	sel.Where = append(sel.Where, p.sel.Where[1:]...)
-	found := make(map[string][]string, len(keys))
-	nulls := make(map[string][]bool, len(keys))
+	out := make(map[*lookup][]*string, len(batch))
 	err := res.Select(ctx, r, sel, func(vals []*string, pos resource.Position) error {
-		v, null := make([]string, len(vals)), make([]bool, len(vals))
-		for i, x := range vals {
-			if x == nil {
-				null[i] = true
-			} else {
-				v[i] = *x
+		// Each lookup gets its own copy: the caller masks it in place.
+		for _, lk := range byKey[pos.Keys[0]] {
+			rec, strs := make([]*string, len(vals)), make([]string, len(vals))
+			for i, x := range vals {
+				if x != nil {
+					strs[i] = *x
+					rec[i] = &strs[i]
+				}
 			}
+			out[lk] = rec
 		}
-		found[pos.Keys[0]], nulls[pos.Keys[0]] = v, null
 		return nil
 	})
 	for _, lk := range batch {
-		v, ok := found[lk.key]
+		rec, ok := out[lk]
 		if err != nil || !ok {
 			lk.res <- lookupResult{err: err}
 			continue
 		}
-		// Each lookup gets its own copy: the caller masks it in place.
-		out, strs := make([]*string, len(v)), make([]string, len(v))
-		copy(strs, v)
-		for i := range strs {
-			if !nulls[lk.key][i] {
-				out[i] = &strs[i]
-			}
-		}
-		lk.res <- lookupResult{vals: out, found: true}
+		lk.res <- lookupResult{vals: rec, found: true}
 	}
 }

@@ -11,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 	"unicode/utf8"
 
 	"govshare/internal/apperr"
@@ -164,48 +162,60 @@ func (p *plan) queryHash() string {
 // plan checks a request against the resource and the grant and builds
 // its selection. Every identifier comes from the resource's columns.
 func (s *Service) plan(u *use, q Request, m catalog.ShareMethod) (*plan, error) {
-	chk, visible, err := s.checker(u.r)
+	sh, err := s.shape(u.r)
 	if err != nil {
 		return nil, err
 	}
+	chk, visible := sh.chk, sh.cols
 	pos := func(name string) int {
 		return slices.IndexFunc(visible, func(c resource.Column) bool { return c.MachineName == name })
 	}
 	p := &plan{}
-	fields := q.Fields
-	if len(fields) == 0 {
-		fields = make([]string, 0, len(visible))
-		for _, c := range visible {
-			if _, ok := u.granted[c.MachineName]; ok {
-				fields = append(fields, c.MachineName)
-			}
-		}
-	}
-	p.sel.Columns = make([]resource.Column, 0, len(fields))
-	p.items, p.names, p.masks = make([]string, 0, len(fields)), make([]string, 0, len(fields)), make([]*mask.Rule, 0, len(fields))
 	p.sel.Where = make([]resource.Cond, 0, len(q.Filters)+1)
-	for _, f := range fields {
-		it, ok := u.granted[f]
-		if !ok {
-			return nil, itemRefused(f, m, "fields")
-		}
-		i := pos(f)
-		if i < 0 {
-			return nil, ErrItemName.OnField("fields")
-		}
-		p.sel.Columns = append(p.sel.Columns, visible[i])
-		p.items = append(p.items, f)
-		p.names = append(p.names, visible[i].Name)
-		var rule *mask.Rule
-		if it.MaskRule != "" {
-			if rule, err = s.maskRule(it.MaskRule); err != nil {
-				return nil, err
+	var f *fieldsPlan
+	if len(q.Fields) == 0 {
+		f = sh.fieldsFor(u.permit.GrantID, u.permit.Items)
+	}
+	if f == nil {
+		fields := q.Fields
+		if len(fields) == 0 {
+			fields = make([]string, 0, len(visible))
+			for _, c := range visible {
+				if _, ok := u.granted(c.MachineName); ok {
+					fields = append(fields, c.MachineName)
+				}
 			}
 		}
-		p.masks = append(p.masks, rule)
+		f = &fieldsPlan{columns: make([]resource.Column, 0, len(fields)), items: make([]string, 0, len(fields)),
+			names: make([]string, 0, len(fields)), masks: make([]*mask.Rule, 0, len(fields))}
+		for _, name := range fields {
+			it, ok := u.granted(name)
+			if !ok {
+				return nil, itemRefused(name, m, "fields")
+			}
+			i := pos(name)
+			if i < 0 {
+				return nil, ErrItemName.OnField("fields")
+			}
+			f.columns = append(f.columns, visible[i])
+			f.items = append(f.items, name)
+			f.names = append(f.names, visible[i].Name)
+			var rule *mask.Rule
+			if it.MaskRule != "" {
+				if rule, err = s.maskRule(it.MaskRule); err != nil {
+					return nil, err
+				}
+			}
+			f.masks = append(f.masks, rule)
+		}
+		if len(q.Fields) == 0 {
+			f.from = slices.Clone(u.permit.Items)
+			sh.keepFields(u.permit.GrantID, f)
+		}
 	}
+	p.sel.Columns, p.items, p.names, p.masks = f.columns, f.items, f.names, f.masks
 	for _, f := range q.Filters {
-		it, ok := u.granted[f.Item]
+		it, ok := u.granted(f.Item)
 		if !ok {
 			return nil, itemRefused(f.Item, m, "filter")
 		}
@@ -240,7 +250,7 @@ func (s *Service) plan(u *use, q Request, m catalog.ShareMethod) (*plan, error) 
 		p.sel.Where = append(p.sel.Where, cond)
 	}
 	if q.Sort != "" {
-		it, ok := u.granted[q.Sort]
+		it, ok := u.granted(q.Sort)
 		if !ok {
 			return nil, itemRefused(q.Sort, m, "sort")
 		}
@@ -394,45 +404,12 @@ func (s *Service) masked(p *plan, vals []*string) []*string {
 	return out
 }
 
-// resourceCache keeps mounted resources by code for a second, as the
-// grants are kept (share.Service.Permit): a query then costs no reading
-// of its resource, its entry and the entry's published version. A
-// resource changes shape only when its entry publishes a new version,
-// which the data services follow within the second.
-type resourceCache struct {
-	mu      sync.Mutex
-	ttl     time.Duration
-	entries map[string]cachedResource
-}
-
-type cachedResource struct {
-	r      resource.Resource
-	loaded time.Time
-}
-
-func newResourceCache() *resourceCache {
-	return &resourceCache{ttl: time.Second, entries: map[string]cachedResource{}}
-}
-
-// resource returns the mounted resource of code, from the cache when it
-// was read within the last second.
+// resource returns the mounted resource of code. Resources are kept by
+// code for a second (Service.mounted), as the grants are (share.Service.
+// Permit): a query then costs no reading of its resource, its entry and
+// the entry's published version. A resource changes shape only when its
+// entry publishes a new version, which the data services follow within
+// the second.
 func (s *Service) resource(ctx context.Context, code string) (resource.Resource, error) {
-	c := s.mounted
-	c.mu.Lock()
-	e, ok := c.entries[code]
-	c.mu.Unlock()
-	if ok && time.Since(e.loaded) < c.ttl {
-		return e.r, nil
-	}
-	r, err := s.res.ByCode(ctx, code)
-	if err != nil {
-		return r, err
-	}
-	c.mu.Lock()
-	if len(c.entries) > 10000 {
-		clear(c.entries)
-	}
-	c.entries[code] = cachedResource{r: r, loaded: time.Now()}
-	c.mu.Unlock()
-	return r, nil
+	return s.mounted.Get(ctx, code, func(ctx context.Context) (resource.Resource, error) { return s.res.ByCode(ctx, code) })
 }

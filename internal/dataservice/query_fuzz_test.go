@@ -31,11 +31,7 @@ func fuzzUse() *use {
 	p := share.Permit{GrantID: 7, Resource: fuzzResource.Code, RowScope: &share.RowScope{Item: "region_code", Op: "prefix", Values: []string{"3501"}},
 		Items: []share.PermitItem{{MachineName: "id_number", MaskRule: "keep(6,4)"}, {MachineName: "household_no"}, {MachineName: "birth_date"},
 			{MachineName: "members"}, {MachineName: "region_code"}}}
-	u := &use{r: fuzzResource, permit: p, granted: map[string]share.PermitItem{}}
-	for _, it := range p.Items {
-		u.granted[it.MachineName] = it
-	}
-	return u
+	return &use{r: fuzzResource, permit: p}
 }
 
 var quotedIdent = regexp.MustCompile(`"((?:[^"]|"")*)"`)
@@ -82,7 +78,7 @@ func FuzzQueryStaysInsideTheWhitelist(f *testing.F) {
 			return
 		}
 		for _, c := range p.sel.Columns {
-			if _, ok := u.granted[c.MachineName]; !ok {
+			if _, ok := u.granted(c.MachineName); !ok {
 				t.Fatalf("returns %s, not granted", c.MachineName)
 			}
 		}
@@ -127,3 +123,41 @@ func FuzzQueryStaysInsideTheWhitelist(f *testing.F) {
 // fixedSQL is text the statement builder writes itself.
 const fixedSQL = `SELECT FROM WHERE ORDER BY LIMIT CAST AS TEXT IS NULL NOT AND OR CASE WHEN THEN ELSE END IN LIKE ESCAPE substr ` +
 	`to_char regexp_replace AT TIME ZONE 'UTC' 'YYYY-MM-DD"T"HH24:MI:SS.US' '\.?0+$' '' DESC 1 = 0 ::text`
+
+// The columns of a query naming no fields are kept per grant, and follow
+// the grant's items when they change: another mask, an item less.
+func TestKeptFieldsFollowTheGrant(t *testing.T) {
+	keys, _ := secret.New(make([]byte, 32))
+	s := &Service{cursors: keys.Sealer("data/cursor"), masker: mask.New(make([]byte, 32))}
+	plan := func(u *use) *plan {
+		t.Helper()
+		p, err := s.plan(u, Request{}, "api")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	u := fuzzUse()
+	first := plan(u)
+	if again := plan(fuzzUse()); &again.items[0] != &first.items[0] {
+		t.Fatal("the same grant's plan was built again")
+	}
+	if first.masks[0] == nil || first.items[0] != "id_number" {
+		t.Fatalf("items %v masks %v", first.items, first.masks)
+	}
+	u = fuzzUse()
+	u.permit.Items = slices.Clone(u.permit.Items)
+	u.permit.Items[0].MaskRule = ""
+	if p := plan(u); p.masks[0] != nil {
+		t.Fatal("a mask the grant no longer has was applied")
+	}
+	u = fuzzUse()
+	u.permit.Items = u.permit.Items[1:]
+	if p := plan(u); slices.Contains(p.items, "id_number") {
+		t.Fatalf("an item the grant no longer has was returned: %v", p.items)
+	}
+	u = fuzzUse()
+	if _, err := s.plan(u, Request{Fields: []string{"secret_note"}}, "api"); err == nil {
+		t.Fatal("an item outside the grant was planned")
+	}
+}

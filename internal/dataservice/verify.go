@@ -428,7 +428,7 @@ func (s *Service) verify(ctx context.Context, u *use, req VerifyRequest) (Verify
 		return fail(err)
 	}
 	for _, c := range append(slices.Clone(cp.keys), cp.items...) {
-		if _, ok := u.granted[c.MachineName]; !ok {
+		if _, ok := u.granted(c.MachineName); !ok {
 			return fail(itemRefused(c.MachineName, catalog.MethodVerify, "items"))
 		}
 	}

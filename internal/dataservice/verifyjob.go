@@ -168,7 +168,7 @@ func (s *Service) createVerifyJob(ctx context.Context, u *use, items []string, b
 	pos := make(map[string]int, len(fields))
 	names := make([]string, len(fields))
 	for i, c := range fields {
-		if _, ok := u.granted[c.MachineName]; !ok {
+		if _, ok := u.granted(c.MachineName); !ok {
 			return VerifyJob{}, itemRefused(c.MachineName, catalog.MethodVerify, "items")
 		}
 		at := slices.Index(header, c.MachineName)
@@ -838,16 +838,13 @@ func (j *jobRun) plan(ctx context.Context) (*use, *comparison, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	u := &use{caller: j.caller, method: catalog.MethodVerify, r: r, permit: p, granted: make(map[string]share.PermitItem, len(p.Items)), started: time.Now()}
-	for _, it := range p.Items {
-		u.granted[it.MachineName] = it
-	}
+	u := &use{caller: j.caller, method: catalog.MethodVerify, r: r, permit: p, started: time.Now()}
 	cp, err := s.prepareVerify(u, j.items)
 	if err != nil {
 		return nil, nil, err
 	}
 	for i, c := range append(slices.Clone(cp.keys), cp.items...) {
-		if _, ok := u.granted[c.MachineName]; !ok {
+		if _, ok := u.granted(c.MachineName); !ok {
 			return nil, nil, itemRefused(c.MachineName, catalog.MethodVerify, "items")
 		}
 		if i >= len(j.fields) || j.fields[i] != c.MachineName {

@@ -299,6 +299,9 @@ func side(ctx context.Context, opt Options, spec LoadSpec, progress io.Writer, p
 	if err != nil {
 		return Side{}, err
 	}
+	if opt.Profile != "" && prof != "" {
+		spec.Profile = filepath.Join(opt.Profile, prof+".loadgen.pprof")
+	}
 	cpu0, pg0 := processCPU(), postgresCPU()
 	busy0, total0 := machineCPU()
 	r, err := opt.Loadgen.run(ctx, spec, progress)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -60,6 +61,9 @@ type LoadSpec struct {
 	Clients  int           `json:"clients,omitempty"`
 	Warmup   time.Duration `json:"warmup,omitempty"`
 	Duration time.Duration `json:"duration,omitempty"`
+	// Profile, when set, is a file for the load generator's own CPU
+	// profile of the whole measurement.
+	Profile string `json:"profile,omitempty"`
 }
 
 // LoadResult is what the load generator measured.
@@ -99,6 +103,17 @@ func RunLoad(ctx context.Context, in io.Reader, out, progress io.Writer) error {
 	var spec LoadSpec
 	if err := json.NewDecoder(in).Decode(&spec); err != nil {
 		return fmt.Errorf("loadgen: read the spec: %w", err)
+	}
+	if spec.Profile != "" {
+		f, err := os.Create(spec.Profile)
+		if err != nil {
+			return fmt.Errorf("loadgen: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("loadgen: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var res LoadResult
 	var err error

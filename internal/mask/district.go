@@ -1,7 +1,6 @@
 package mask
 
 import (
-	"slices"
 	"strings"
 	"unicode"
 )
@@ -82,7 +81,7 @@ var (
 		"住宅区", "生活区", "宿舍区", "商业区", "工业区", "服务区", "保护区", "旅游区", "度假区", "示范区", "试验区", "实验区"}
 	// levelWordPairs are the level words that follow each other in real
 	// names: 红旗区, 社旗县, 梅县区, 辉县市, 津市市, 新市区.
-	levelWordPairs   = []string{"旗区", "旗县", "县区", "县市", "市市", "市区"}
+	levelWordPairs   = [][2]rune{{'旗', '区'}, {'旗', '县'}, {'县', '区'}, {'县', '市'}, {'市', '市'}, {'市', '区'}}
 	streetWords      = "路街巷弄号镇村栋幢室"
 	streetFollowers  = "路街巷弄号村"
 	notCityFollowers = "场民政委府" // 市场, 市民, 市政, 市委, 市府
@@ -144,10 +143,8 @@ func districtEnd(rs []rune) int {
 // readUnit reads the administrative unit starting at pos, returning where it
 // ends and its level, or noUnit.
 func readUnit(rs []rune, pos int) (int, unit) {
-	for _, p := range placeholders {
-		if hasRunePrefix(rs[pos:], p) {
-			return pos + len([]rune(p)), placeholderUnit
-		}
+	if n := placeholderAt(rs[pos:]); n > 0 {
+		return pos + n, placeholderUnit
 	}
 	limit := min(len(rs), pos+maxAutonomousUnitLen)
 	for i := pos + 1; i < limit; i++ { // a unit has at least one character before its level word
@@ -168,6 +165,14 @@ func readUnit(rs []rune, pos int) (int, unit) {
 
 // levelWordAt returns the end and level of a level word starting at i.
 func levelWordAt(rs []rune, i int) (int, unit) {
+	if i >= len(rs) {
+		return 0, noUnit
+	}
+	switch rs[i] { // the first characters of levelWords: most are none
+	case '特', '自', '地', '省', '盟', '市', '区', '县', '旗':
+	default:
+		return 0, noUnit
+	}
 	for _, w := range levelWords {
 		if hasRunePrefix(rs[i:], w.word) {
 			return i + len([]rune(w.word)), w.unit
@@ -181,11 +186,11 @@ func levelWordAt(rs []rune, i int) (int, unit) {
 // (红旗区, 辉县市; see levelWordPairs), or at an autonomous ending before any other level word
 // (西盟佤族自治县); noUnit when there is none.
 func longerReading(rs []rune, end, limit int) (int, unit) {
-	if end < len(rs) && slices.Contains(levelWordPairs, string(rs[end-1:end+1])) && !startsPlaceholder(rs[end:]) {
+	if end < len(rs) && levelWordPair(rs[end-1], rs[end]) && !startsPlaceholder(rs[end:]) {
 		return levelWordAt(rs, end)
 	}
 	for j := end; j < limit; j++ {
-		if hasRunePrefix(rs[j:], "自治") && j+2 < len(rs) {
+		if rs[j] == '自' && j+2 < len(rs) && rs[j+1] == '治' {
 			switch rs[j+2] {
 			case '州':
 				return j + 3, prefectureUnit
@@ -200,13 +205,29 @@ func longerReading(rs []rune, end, limit int) (int, unit) {
 	return 0, noUnit
 }
 
-func startsPlaceholder(rs []rune) bool {
-	for _, p := range placeholders {
-		if hasRunePrefix(rs, p) {
+// levelWordPair says whether a and b are one of levelWordPairs.
+func levelWordPair(a, b rune) bool {
+	for _, p := range levelWordPairs {
+		if p[0] == a && p[1] == b {
 			return true
 		}
 	}
 	return false
+}
+
+func startsPlaceholder(rs []rune) bool { return placeholderAt(rs) > 0 }
+
+// placeholderAt returns the length of the placeholder rs starts with, or 0.
+func placeholderAt(rs []rune) int {
+	if len(rs) == 0 || (rs[0] != '市' && rs[0] != '省' && rs[0] != '自') { // the placeholders' first characters
+		return 0
+	}
+	for _, p := range placeholders {
+		if hasRunePrefix(rs, p) {
+			return len([]rune(p))
+		}
+	}
+	return 0
 }
 
 // acceptable reports whether rs[pos:end] of level u is plausibly an

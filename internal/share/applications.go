@@ -20,6 +20,7 @@ import (
 	"govshare/internal/notify"
 	"govshare/internal/policy"
 	"govshare/internal/store"
+	"govshare/internal/ttlcache"
 )
 
 // Kind is what sort of request an application is; it follows from the
@@ -143,7 +144,7 @@ type Service struct {
 	notify Notifier
 	cfg    Config
 	now    func() time.Time
-	grants *grantCache
+	grants *ttlcache.Cache[grantKey, *grantSet]
 }
 
 // NewService builds the sharing service. n may be nil.
@@ -157,7 +158,7 @@ func NewService(db *store.DB, a Auditor, cat *catalog.Service, cal calendar.Work
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{db: db, audit: a, cat: cat, cal: cal, notify: n, cfg: cfg, now: store.Now, grants: newGrantCache()}
+	return &Service{db: db, audit: a, cat: cat, cal: cal, notify: n, cfg: cfg, now: store.Now, grants: ttlcache.New[grantKey, *grantSet](time.Second, 10000)}
 }
 
 // SetClock replaces the clock for tests.
@@ -301,7 +302,7 @@ func (s *Service) Apply(ctx context.Context, actor policy.Actor, entryID int64, 
 	href := fmt.Sprintf("/applications/%d", id)
 	switch kind {
 	case KindSubscription:
-		s.grants.invalidate()
+		s.grants.Drop()
 		if err := s.audit.Append(ctx, audit.By(actor, "share.grant.create", "share_grant", itoa(grantID), audit.ResultOK,
 			map[string]any{"application_id": id, "entry_code": e.Code, "items": t.Items})); err != nil {
 			return Application{}, err
@@ -776,7 +777,7 @@ func (s *Service) grantFor(ctx context.Context, tx *store.Tx, a *Application, d 
 }
 
 func (s *Service) grantCreated(ctx context.Context, actor policy.Actor, a Application) error {
-	s.grants.invalidate()
+	s.grants.Drop()
 	return s.audit.Append(ctx, audit.By(actor, "share.grant.create", "share_grant", itoa(a.GrantID), audit.ResultOK,
 		map[string]any{"application_id": a.ID, "entry_code": a.EntryCode, "items": a.Decided.Items, "consumer_dept_id": a.ConsumerDeptID}))
 }

@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,7 @@ import (
 	"govshare/internal/policy"
 	"govshare/internal/secret"
 	"govshare/internal/store"
+	"govshare/internal/ttlcache"
 )
 
 // App is a department's machine client (接入应用).
@@ -93,7 +96,7 @@ type Apps struct {
 	audit  Auditor
 	seal   *secret.Sealer
 	now    func() time.Time
-	cache  *appCache
+	cache  *ttlcache.Cache[string, cachedApp]
 	nonces *nonceLedger
 }
 
@@ -102,7 +105,7 @@ type Apps struct {
 // requests verified with VerifyLater in their audit events' transaction.
 func NewApps(db *store.DB, a Auditor, keys *secret.Keys) *Apps {
 	s := &Apps{db: db, audit: a, seal: keys.Sealer("app"), now: store.Now,
-		cache: &appCache{ttl: time.Second, entries: map[string]cachedApp{}}, nonces: &nonceLedger{db: db}}
+		cache: ttlcache.New[string, cachedApp](time.Second, 10000), nonces: &nonceLedger{db: db}}
 	if l, ok := a.(interface{ SetClaimer(audit.Claimer) }); ok {
 		l.SetClaimer(s)
 	}
@@ -239,7 +242,7 @@ func (s *Apps) Rotate(ctx context.Context, actor policy.Actor, id int64) (App, s
 	if a, err = s.app(ctx, "id = ?", id); err != nil {
 		return App{}, "", err
 	}
-	s.cache.drop()
+	s.cache.Drop()
 	return a, sec, s.record(ctx, actor, "app.rotate", a, nil)
 }
 
@@ -255,7 +258,7 @@ func (s *Apps) Revoke(ctx context.Context, actor policy.Actor, id int64) error {
 	if _, err := s.db.Exec(ctx, "UPDATE apps SET status = 'revoked', revoked_at = ? WHERE id = ?", s.now(), id); err != nil {
 		return err
 	}
-	s.cache.drop()
+	s.cache.Drop()
 	return s.record(ctx, actor, "app.revoke", a, nil)
 }
 
@@ -382,7 +385,7 @@ func (s *Apps) check(ctx context.Context, r Signed) (App, *audit.Claim, error) {
 		return App{}, nil, err
 	}
 	a := e.app
-	if !addrAllowed(a.AllowedAddrs, r.ClientAddr) {
+	if !e.addrs.allows(r.ClientAddr) {
 		return a, nil, ErrSignAddr
 	}
 	ts, err := strconv.ParseInt(r.Timestamp, 10, 64)
@@ -390,11 +393,13 @@ func (s *Apps) check(ctx context.Context, r Signed) (App, *audit.Claim, error) {
 	if err != nil || now.Sub(time.Unix(ts, 0)).Abs() > Window {
 		return a, nil, ErrSignTime
 	}
-	want, err := client.Sign(r.SignMethod, string(e.secret), client.Canonical(r.Method, r.Path, r.Query, r.Timestamp, r.Nonce, r.Body))
+	var cbuf [512]byte
+	var sbuf [64]byte
+	want, err := client.AppendSignature(sbuf[:0], r.SignMethod, e.secret, client.AppendCanonical(cbuf[:0], r.Method, r.Path, r.Query, r.Timestamp, r.Nonce, r.Body))
 	if err != nil {
 		return a, nil, ErrSignMethod
 	}
-	if !hmac.Equal([]byte(want), []byte(r.Signature)) {
+	if !hmac.Equal(want, []byte(r.Signature)) {
 		return a, nil, ErrSignBad
 	}
 	if strings.TrimSpace(r.Purpose) == "" {
@@ -409,38 +414,60 @@ func (s *Apps) check(ctx context.Context, r Signed) (App, *audit.Claim, error) {
 // activeApp returns an active app with its opened secret, from the cache
 // when it was read within the last second.
 func (s *Apps) activeApp(ctx context.Context, key string) (cachedApp, error) {
-	if e, ok := s.cache.get(key); ok {
-		return e, nil
-	}
-	var sealed string
-	a, err := scanAppWith(s.db.QueryRow(ctx, "SELECT "+appCols+", secret FROM apps WHERE app_key = ?", key), &sealed)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && a.Status != "active") {
-		return cachedApp{}, ErrSignApp
-	} else if err != nil {
-		return cachedApp{}, err
-	}
-	sec, err := s.seal.Open(sealed)
-	if err != nil {
-		return cachedApp{}, err
-	}
-	e := cachedApp{app: a, secret: sec, loaded: time.Now()}
-	s.cache.put(key, e)
-	return e, nil
+	return s.cache.Get(ctx, key, func(ctx context.Context) (cachedApp, error) {
+		var sealed string
+		a, err := scanAppWith(s.db.QueryRow(ctx, "SELECT "+appCols+", secret FROM apps WHERE app_key = ?", key), &sealed)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && a.Status != "active") {
+			return cachedApp{}, ErrSignApp
+		} else if err != nil {
+			return cachedApp{}, err
+		}
+		sec, err := s.seal.Open(sealed)
+		if err != nil {
+			return cachedApp{}, err
+		}
+		return cachedApp{app: a, secret: sec, addrs: parseAllowed(a.AllowedAddrs)}, nil
+	})
 }
 
-func addrAllowed(allowed []string, addr string) bool {
+// allowedAddrs are an app's allowed source addresses, parsed once: single
+// addresses and CIDR networks. An entry that is neither is compared as
+// text, as it was entered.
+type allowedAddrs struct {
+	any      bool // no restriction
+	prefixes []netip.Prefix
+	others   []string
+}
+
+func parseAllowed(allowed []string) allowedAddrs {
 	if len(allowed) == 0 {
-		return true
+		return allowedAddrs{any: true}
 	}
-	ip := net.ParseIP(addr)
-	for _, a := range allowed {
-		if _, n, err := net.ParseCIDR(a); err == nil {
-			if ip != nil && n.Contains(ip) {
-				return true
-			}
-		} else if a == addr {
-			return true
+	var a allowedAddrs
+	for _, s := range allowed {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			a.prefixes = append(a.prefixes, p.Masked())
+		} else if ip, err := netip.ParseAddr(s); err == nil {
+			a.prefixes = append(a.prefixes, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+		} else {
+			a.others = append(a.others, s)
 		}
 	}
-	return false
+	return a
+}
+
+// allows says whether a request from addr may use the app.
+func (a allowedAddrs) allows(addr string) bool {
+	if a.any {
+		return true
+	}
+	if ip, err := netip.ParseAddr(addr); err == nil {
+		ip = ip.Unmap()
+		for _, p := range a.prefixes {
+			if p.Contains(ip) {
+				return true
+			}
+		}
+	}
+	return slices.Contains(a.others, addr)
 }

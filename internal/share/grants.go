@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"govshare/internal/apperr"
@@ -231,7 +230,7 @@ func (s *Service) RevokeGrant(ctx context.Context, actor policy.Actor, id int64,
 	if err != nil {
 		return Grant{}, err
 	}
-	s.grants.invalidate()
+	s.grants.Drop()
 	if err := s.audit.Append(ctx, audit.By(actor, "share.grant.revoke", "share_grant", itoa(id), audit.ResultOK, map[string]any{"reason": reason})); err != nil {
 		return Grant{}, err
 	}
@@ -292,7 +291,9 @@ type Permit struct {
 // grant is created or revoked on this server, and at most a second later
 // elsewhere).
 func (s *Service) Permit(ctx context.Context, u Use) (Permit, error) {
-	set, err := s.grants.get(ctx, s, u.DeptID, u.Resource)
+	set, err := s.grants.Get(ctx, grantKey{u.DeptID, u.Resource}, func(ctx context.Context) (*grantSet, error) {
+		return s.loadGrants(ctx, u.DeptID, u.Resource)
+	})
 	if err != nil {
 		return Permit{}, err
 	}
@@ -343,22 +344,16 @@ func (s *Service) PermitFor(ctx context.Context, actor policy.Actor, u Use) (Per
 	return s.Permit(ctx, u)
 }
 
-// grantCache keeps the grants of (consumer department, resource) pairs
-// for a short time. Creating or revoking a grant on this server drops it
-// at once; servers sharing the database see changes within ttl.
-type grantCache struct {
-	mu      sync.Mutex
-	ttl     time.Duration
-	entries map[grantKey]*grantSet
-}
-
+// The grants of (consumer department, resource) pairs are kept for a
+// second (Service.grants). Creating or revoking a grant on this server
+// drops them at once; servers sharing the database see changes within
+// the second.
 type grantKey struct {
 	dept     int64
 	resource string
 }
 
 type grantSet struct {
-	loaded     time.Time
 	entryID    int64
 	providerID int64
 	items      map[string]PermitItem // the published items with their masking
@@ -378,39 +373,8 @@ type cachedGrant struct {
 	state                 string
 }
 
-func newGrantCache() *grantCache {
-	return &grantCache{ttl: time.Second, entries: map[grantKey]*grantSet{}}
-}
-
-func (c *grantCache) invalidate() {
-	c.mu.Lock()
-	clear(c.entries)
-	c.mu.Unlock()
-}
-
-func (c *grantCache) get(ctx context.Context, s *Service, dept int64, resource string) (*grantSet, error) {
-	k := grantKey{dept, resource}
-	c.mu.Lock()
-	set := c.entries[k]
-	c.mu.Unlock()
-	if set != nil && time.Since(set.loaded) < c.ttl {
-		return set, nil
-	}
-	set, err := s.loadGrants(ctx, dept, resource)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if len(c.entries) > 10000 {
-		clear(c.entries)
-	}
-	c.entries[k] = set
-	c.mu.Unlock()
-	return set, nil
-}
-
 func (s *Service) loadGrants(ctx context.Context, dept int64, resource string) (*grantSet, error) {
-	set := &grantSet{loaded: time.Now(), items: map[string]PermitItem{}}
+	set := &grantSet{items: map[string]PermitItem{}}
 	rows, err := s.db.Query(ctx, "SELECT "+grantCols+grantFrom+" WHERE g.consumer_dept_id = ? AND g.entry_code = ? AND g.state = 'active' ORDER BY g.id",
 		dept, resource)
 	if err != nil {

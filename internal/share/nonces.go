@@ -226,43 +226,12 @@ func insertNonces(d store.Dialect, claims []nonceKey) (string, []any) {
 	return q.String(), args
 }
 
-// appCache keeps verified apps with their opened secrets for a short time,
-// so a signed request costs no query for its app. Rotating or revoking an
-// app on this server drops the cache at once; servers sharing the
-// database follow within ttl.
-type appCache struct {
-	mu      sync.Mutex
-	ttl     time.Duration
-	entries map[string]cachedApp
-}
-
+// cachedApp is an active app with its opened secret, kept (Apps.cache)
+// for a second so that a signed request costs no query for its app.
+// Rotating or revoking an app on this server drops the cache at once;
+// servers sharing the database follow within the second.
 type cachedApp struct {
 	app    App
 	secret []byte
-	loaded time.Time
-}
-
-func (c *appCache) get(key string) (cachedApp, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.entries[key]
-	if !ok || time.Since(e.loaded) >= c.ttl {
-		return cachedApp{}, false
-	}
-	return e, true
-}
-
-func (c *appCache) put(key string, e cachedApp) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.entries) > 10000 {
-		clear(c.entries)
-	}
-	c.entries[key] = e
-}
-
-func (c *appCache) drop() {
-	c.mu.Lock()
-	clear(c.entries)
-	c.mu.Unlock()
+	addrs  allowedAddrs
 }
