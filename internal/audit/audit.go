@@ -101,7 +101,7 @@ func canonical(e *Event) []byte {
 // writes it in the caller's goroutine and the log's writer only hashes.
 func appendCanonicalTail(b []byte, e *Event) []byte {
 	b = append(b, ',')
-	b = jsontext.AppendString(b, e.Time.UTC().Format(timeLayout))
+	b = append(e.Time.UTC().AppendFormat(append(b, '"'), timeLayout), '"') // digits and -:.TZ: nothing to escape
 	for _, s := range [...]string{e.ActorType, e.ActorID, e.ActorName} {
 		b = append(b, ',')
 		b = jsontext.AppendString(b, s)

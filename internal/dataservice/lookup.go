@@ -11,27 +11,28 @@ import (
 
 // Keyed lookups — a query that asks for one record by its key, the most
 // common call of a consumer's system — are read together: lookups of the
-// same resource, items and row scope that arrive while one read is under
-// way wait and go into the next read as one statement (key = ANY(…)),
-// as the nonce ledger and the audit log group their commits. A lone
-// lookup is read at once, as before; under load PostgreSQL runs one
-// statement for many lookups instead of one each, which costs it a
-// fraction per key (one plan, one round trip, one executor start).
-// Found and not found are told apart after the read, for every lookup of
-// the batch alike.
+// same resource, items and row scope that arrive while the group's reads
+// are under way wait and go into the next read as one statement
+// (key = ANY(…)), as the nonce ledger and the audit log group their
+// commits. A group has up to maxReads reads under way, so a batch is
+// gathered while the one before is read. A lone lookup is read at once,
+// as before; under load PostgreSQL runs one statement for many lookups
+// instead of one each, which costs it a fraction per key (one plan, one
+// round trip, one executor start). Found and not found are told apart
+// after the read, for every lookup of the batch alike.
 type lookups struct {
 	mu     sync.Mutex
 	groups map[string]*lookupGroup
 }
 
 type lookupGroup struct {
-	queue   []*lookup
-	leading bool // a lookup is reading batches for the group
+	queue   []*lookup // waiting, in arrival order
+	reading int       // reads under way
 }
 
 type lookup struct {
 	key string
-	res chan lookupResult
+	res chan lookupResult // one message: the lookup's answer, or lead
 }
 
 type lookupResult struct {
@@ -41,8 +42,10 @@ type lookupResult struct {
 	found bool
 }
 
-// maxLookups bounds one statement's keys.
-const maxLookups = 256
+const (
+	maxLookups = 256 // keys in one statement
+	maxReads   = 2   // reads of a group under way at once
+)
 
 func newLookups() *lookups { return &lookups{groups: map[string]*lookupGroup{}} }
 
@@ -94,18 +97,22 @@ func (l *lookups) get(ctx context.Context, res Resources, r resource.Resource, p
 		g = &lookupGroup{}
 		l.groups[gk] = g
 	}
-	g.queue = append(g.queue, me)
-	if g.leading {
+	if g.reading < maxReads {
+		g.reading++ // a read of its own, with whoever waits
+	} else {
+		g.queue = append(g.queue, me)
 		l.mu.Unlock()
 		out := <-me.res
 		if !out.lead {
 			return out.vals, out.found, out.err
 		}
+		// A finished read handed its place to this lookup, taken out of
+		// the queue (so no other read holds it) and still counted.
 		l.mu.Lock()
 	}
-	g.leading = true
-	n := min(len(g.queue), maxLookups)
-	batch := g.queue[:n:n]
+	n := min(len(g.queue), maxLookups-1)
+	batch := make([]*lookup, 0, n+1)
+	batch = append(append(batch, me), g.queue[:n]...)
 	g.queue = g.queue[n:]
 	l.mu.Unlock()
 
@@ -114,9 +121,10 @@ func (l *lookups) get(ctx context.Context, res Resources, r resource.Resource, p
 
 	l.mu.Lock()
 	if len(g.queue) > 0 {
-		g.queue[0].res <- lookupResult{lead: true}
-	} else {
-		g.leading = false
+		next := g.queue[0]
+		g.queue = g.queue[1:]
+		next.res <- lookupResult{lead: true} // the place passes on: reading stays
+	} else if g.reading--; g.reading == 0 {
 		delete(l.groups, gk)
 	}
 	l.mu.Unlock()

@@ -138,15 +138,20 @@ func (s *Server) apiAuth(ctx huma.Context, next func(huma.Context)) {
 // and put back for the operation.
 func (s *Server) appAuth(ctx huma.Context, next func(huma.Context)) {
 	r, _ := humago.Unwrap(ctx)
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxImportUpload+1))
-	if err != nil || len(body) > maxImportUpload {
-		s.writeAPIError(ctx, apperr.New(http.StatusRequestEntityTooLarge, "request.too_large", "请求体过大", "the request body is too large"))
-		return
+	var body []byte
+	if r.Body != nil && r.Body != http.NoBody {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(r.Body, maxImportUpload+1))
+		if err != nil || len(body) > maxImportUpload {
+			s.writeAPIError(ctx, apperr.New(http.StatusRequestEntityTooLarge, "request.too_large", "请求体过大", "the request body is too large"))
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
 	signed := signedRequest(r, body)
 	var app share.App
 	var claim *audit.Claim
+	var err error
 	if o := ctx.Operation(); o != nil && laterClaims[o.OperationID] {
 		app, claim, err = s.Apps.VerifyLater(ctx.Context(), signed)
 	} else {
@@ -159,11 +164,12 @@ func (s *Server) appAuth(ctx huma.Context, next func(huma.Context)) {
 	// An app acts for its department as a consumer would.
 	u := identity.User{Login: "app:" + app.Key, Name: app.Name, DeptID: app.DeptID, Roles: []policy.Role{policy.Consumer, policy.AppClient}, Status: identity.StatusActive}
 	p := &principal{User: u, App: &app}
+	c := ctx.Context()
 	if claim != nil {
 		p.claim, p.signed = claim, signed
-		ctx = huma.WithContext(ctx, audit.WithClaim(ctx.Context(), claim))
+		c = audit.WithClaim(c, claim)
 	}
-	next(huma.WithValue(ctx, keyPrincipal, p))
+	next(huma.WithContext(ctx, context.WithValue(c, keyPrincipal, p))) // one copy of the request, not two
 }
 
 // signedRequest is what an app's request tells about its signature over

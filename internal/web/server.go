@@ -220,8 +220,11 @@ func (s *Server) withRequest(next http.Handler) http.Handler {
 				level = slog.LevelError
 			}
 			if route != "GET /healthz" && route != "GET /metrics" && !strings.HasPrefix(route, "GET /static/") {
-				s.Log.Log(r.Context(), level, "request", "request_id", id, "method", r.Method, "path", r.URL.Path,
-					"route", route, "status", rec.status, "duration_ms", d.Milliseconds(), "client", clientAddr(r))
+				if s.Log.Enabled(r.Context(), level) {
+					s.Log.LogAttrs(r.Context(), level, "request", slog.String("request_id", id), slog.String("method", r.Method),
+						slog.String("path", r.URL.Path), slog.String("route", route), slog.Int("status", rec.status),
+						slog.Int64("duration_ms", d.Milliseconds()), slog.String("client", clientAddr(r)))
+				}
 			}
 		}()
 		if strings.HasPrefix(r.URL.Path, "/api/") {
