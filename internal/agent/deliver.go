@@ -144,10 +144,14 @@ func (r *subRunner) loop(ctx context.Context) {
 			wait = "0"
 		}
 		var got wire.Deliveries
+		var prep *target.Prepared
 		if ahead != nil {
 			p := <-ahead
 			ahead = nil
 			got, err = p.got, p.err
+			if p.stream == stream && slices.Equal(p.cols, cols) {
+				prep = p.prep // prepared for the subscription as it still is
+			}
 		} else {
 			got, err = r.poll(ctx, spec, applied, wait)
 		}
@@ -165,18 +169,19 @@ func (r *subRunner) loop(ctx context.Context) {
 		}
 		r.set("applying", "")
 		if n := len(got.Items); n == deliveriesPerPoll {
+			// The next deliveries are checked and converted for the
+			// target as they come, while these are written.
 			ahead = make(chan polled, 1)
-			go func(after uint64) {
+			go func(after uint64, spec wire.SubscriptionSpec, cols []target.Column) {
 				d, err := r.poll(ctx, spec, after, "0")
-				ahead <- polled{d, err}
-			}(got.Items[n-1].Seq)
+				p := polled{got: d, err: err, stream: streamName(spec), cols: cols}
+				if items := ofEpoch(d.Items, spec.Epoch); err == nil && d.Active && len(items) > 0 {
+					p.prep, _ = target.Prepare(spec.Table, cols, streamName(spec), toBatches(items)) // refused: applied one at a time below
+				}
+				ahead <- p
+			}(got.Items[n-1].Seq, spec, cols)
 		}
-		items := got.Items[:0:0]
-		for _, d := range got.Items {
-			if d.Epoch == spec.Epoch {
-				items = append(items, d)
-			}
-		}
+		items := ofEpoch(got.Items, spec.Epoch)
 		// The deliveries of a poll are applied in one transaction of the
 		// target and acknowledged together once it is committed, while
 		// the next are applied: their acknowledgements are the target's
@@ -192,7 +197,11 @@ func (r *subRunner) loop(ctx context.Context) {
 			if single {
 				n = 1
 			}
-			done, err := applyDeliveries(ctx, tgt, spec, cols, items[:n], acks.last)
+			var ready *target.Prepared
+			if n == len(items) && !single {
+				ready = prep // prepared for exactly these deliveries
+			}
+			done, err := applyDeliveries(ctx, tgt, spec, cols, items[:n], ready, acks.last)
 			if err != nil && n > 1 {
 				single = true
 				continue
@@ -251,10 +260,27 @@ func (r *subRunner) sendAcks(ctx context.Context, k *acker, subID int64, acks []
 	}()
 }
 
-// polled is what a poll for deliveries brought.
+// polled is what a poll for deliveries brought, and its deliveries of
+// the subscription's epoch prepared for the target (nil: not prepared).
 type polled struct {
-	got wire.Deliveries
-	err error
+	got  wire.Deliveries
+	err  error
+	prep *target.Prepared
+	// stream and cols are the subscription's when the deliveries were
+	// prepared: the prepared form is used only while they are the same.
+	stream string
+	cols   []target.Column
+}
+
+// ofEpoch keeps the deliveries of epoch.
+func ofEpoch(ds []wire.Delivery, epoch int64) []wire.Delivery {
+	out := ds[:0:0]
+	for _, d := range ds {
+		if d.Epoch == epoch {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // poll asks the center for the deliveries after seq after, waiting up to
@@ -293,12 +319,10 @@ const deliveriesPerPoll = 5
 // counts (the center has them, or acknowledgeKept sends them); when the
 // transaction fails every delivery is acknowledged with its error.
 func applyDeliveries(ctx context.Context, tgt *target.Target, spec wire.SubscriptionSpec, cols []target.Column, ds []wire.Delivery,
-	carry []wire.Ack) ([]wire.Ack, error) {
+	prep *target.Prepared, carry []wire.Ack) ([]wire.Ack, error) {
 	acks := make([]wire.Ack, len(ds))
-	batches := make([]target.Batch, len(ds))
 	for i, d := range ds {
 		acks[i] = wire.Ack{Subscription: spec.ID, Epoch: d.Epoch, Seq: d.Seq, Run: d.Run, Part: d.Part, Attempt: d.Attempt}
-		batches[i] = target.Batch{Seq: d.Seq, Upserts: toRows(d.Rows), Deletes: toKeys(d.Deletes)}
 	}
 	note := func(cs []target.Counts) []byte {
 		// The deliveries applied before are the first ones: cs counts
@@ -313,7 +337,13 @@ func applyDeliveries(ctx context.Context, tgt *target.Target, spec wire.Subscrip
 		b, _ := json.Marshal(append(slices.Clone(carry), acks[skipped:]...))
 		return b
 	}
-	_, skipped, err := tgt.ApplyBatches(ctx, spec.Table, cols, streamName(spec), batches, note)
+	var skipped int
+	var err error
+	if prep != nil {
+		_, skipped, err = tgt.ApplyPrepared(ctx, prep, note)
+	} else {
+		_, skipped, err = tgt.ApplyBatches(ctx, spec.Table, cols, streamName(spec), toBatches(ds), note)
+	}
 	if err != nil {
 		for i := range acks {
 			acks[i].Counts, acks[i].AppliedAt, acks[i].Error = wire.RunCounts{}, time.Time{}, err.Error()
@@ -420,10 +450,27 @@ func (r *subRunner) prepare(ctx context.Context, tgt *target.Target, spec wire.S
 	return nil
 }
 
+// toBatches makes deliveries the target's.
+func toBatches(ds []wire.Delivery) []target.Batch {
+	out := make([]target.Batch, len(ds))
+	for i, d := range ds {
+		out[i] = target.Batch{Seq: d.Seq, Upserts: toRows(d.Rows), Deletes: toKeys(d.Deletes)}
+	}
+	return out
+}
+
+// toRows makes a delivery's rows the target's: one slab of values for
+// all of them, not an allocation a row.
 func toRows(rows [][]*string) []source.Row {
 	out := make([]source.Row, len(rows))
+	n := 0
+	for _, row := range rows {
+		n += len(row)
+	}
+	slab := make([]source.Value, n)
 	for i, row := range rows {
-		r := make(source.Row, len(row))
+		r := slab[:len(row):len(row)]
+		slab = slab[len(row):]
 		for j, v := range row {
 			if v == nil {
 				r[j] = source.Value{Null: true}

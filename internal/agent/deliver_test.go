@@ -210,7 +210,7 @@ func TestAcknowledgementSurvivesAKillAfterTheCommit(t *testing.T) {
 		if err := r.prepare(ctx, tgt, spec, targetColumns(spec)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), []wire.Delivery{firstDelivery(12)}, nil); err != nil {
+		if _, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), []wire.Delivery{firstDelivery(12)}, nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		tgt.Close()
@@ -357,7 +357,7 @@ func TestDeliveriesOfAPollShareOneTransaction(t *testing.T) {
 		if err := r.prepare(ctx, tgt, spec, targetColumns(spec)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), threeDeliveries(14), nil); err != nil {
+		if _, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), threeDeliveries(14), nil, nil); err != nil {
 			t.Fatal(err)
 		}
 		tgt.Close()
@@ -379,8 +379,16 @@ func TestDeliveriesOfAPollShareOneTransaction(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer tgt.Close()
-		for _, ds := range [][]wire.Delivery{threeDeliveries(14)[1:2], threeDeliveries(14)[1:], threeDeliveries(14)} {
-			acks, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), ds, nil)
+		for _, ds := range [][]wire.Delivery{threeDeliveries(14)[1:2], threeDeliveries(14)[1:], threeDeliveries(14), threeDeliveries(14)} {
+			// The last time prepared ahead, as a full poll's next ones are.
+			prep, err := target.Prepare(spec.Table, targetColumns(spec), streamName(spec), toBatches(ds))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ds) < 3 {
+				prep = nil
+			}
+			acks, err := applyDeliveries(ctx, tgt, spec, targetColumns(spec), ds, prep, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

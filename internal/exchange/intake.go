@@ -872,7 +872,9 @@ func newBatchRows(r resource.Resource, b wire.Batch) *batchRows {
 func (br *batchRows) Header() []string { return br.header }
 
 func (br *batchRows) Next() ([]string, error) {
-	out := make([]string, len(br.header))
+	// Rows.Next may reuse its slice: the pipeline copies the values.
+	out := br.scratch
+	clear(out)
 	switch {
 	case br.i < len(br.b.Rows):
 		for k, v := range br.b.Rows[br.i] {

@@ -53,7 +53,12 @@ type load struct {
 	// columns' defaults while the batch loads (setDefaults).
 	binary bool
 	pkey   string // PostgreSQL: the primary key constraint, dropped for the load
-	rows   int64  // rows loaded while reading
+	// changed: the change index (changes.go) was there, and is dropped for
+	// the load too — every row of a load has the same batch, and writing a
+	// million of them into it one by one took PostgreSQL twice as long as
+	// building it after.
+	changed bool
+	rows    int64 // rows loaded while reading
 }
 
 // beginLoad decides whether the batch is loaded and, if so, takes the
@@ -82,7 +87,7 @@ func (s *Service) beginLoad(ctx context.Context, st *stage, r Resource, batchID 
 		names = append(names, quote(c.MachineName))
 	}
 	names = append(names, `"_batch_created"`, `"_batch_updated"`, `"_source"`, `"_created_at"`, `"_updated_at"`, `"_deleted_at"`)
-	l := &load{main: t.main, width: len(st.cols), columns: strings.Join(names, ", "), now: now, pkey: pkey,
+	l := &load{main: t.main, width: len(st.cols), columns: strings.Join(names, ", "), now: now, pkey: pkey, changed: st.changed,
 		lineage: []any{batchID, batchID, string(source), now, now}}
 	if st.d == store.Postgres {
 		l.binary = true
@@ -161,8 +166,16 @@ func (st *stage) takeSQLite(ctx context.Context, r Resource) (bool, error) {
 				_, err = st.conn.ExecContext(ctx, "DROP INDEX IF EXISTS "+quote(uniqueIndexName(r.Table, c)))
 			}
 		}
+		if err == nil {
+			err = st.conn.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?)",
+				changeIndexName(r.Table)).Scan(&st.changed)
+		}
+		if err == nil && st.changed {
+			_, err = st.conn.ExecContext(ctx, "DROP INDEX "+quote(changeIndexName(r.Table)))
+		}
 	}
 	if err != nil || !ok {
+		st.changed = false
 		// If this fails the transaction stays open, for close to end or
 		// the connection to be discarded.
 		if _, rerr := st.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rerr != nil {
@@ -201,10 +214,19 @@ func (st *stage) takePostgres(ctx context.Context, r Resource) (string, bool, er
 				return "", err
 			}
 		}
+		if err := st.conn.QueryRowContext(ctx, "SELECT to_regclass($1) IS NOT NULL", quote(changeIndexName(r.Table))).Scan(&st.changed); err != nil {
+			return "", err
+		}
+		if st.changed {
+			if _, err := st.conn.ExecContext(ctx, "DROP INDEX "+quote(changeIndexName(r.Table))); err != nil {
+				return "", err
+			}
+		}
 		return pkey.String, nil
 	}
 	pkey, err := take()
 	if err != nil || pkey == "" {
+		st.changed = false
 		if _, rerr := st.conn.ExecContext(ctx, "ROLLBACK TO SAVEPOINT load"); rerr != nil {
 			return "", false, fmt.Errorf("load: %w", rerr)
 		}
@@ -362,6 +384,9 @@ func (st *stage) endLoad(ctx context.Context, r Resource) error {
 	}
 	for _, c := range st.unique {
 		build = append(build, uniqueIndexDDL(r.Table, c))
+	}
+	if st.load.changed {
+		build = append(build, changeIndexDDL(r.Table, ""))
 	}
 	for _, q := range build {
 		if _, err := st.conn.ExecContext(ctx, q); err != nil {

@@ -547,3 +547,53 @@ func TestALoadComparesValuesAsTheDatabaseDoes(t *testing.T) {
 		}
 	})
 }
+
+// TestALoadBuildsTheChangeIndexAfterIt: a resource with subscribers has
+// its change index; a load drops it with the key's and builds it after
+// its rows (or, refused, leaves it as it was), and the load's changes
+// read back through it.
+func TestALoadBuildsTheChangeIndexAfterIt(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *store.DB) {
+		f := setup(t, db)
+		ctx := context.Background()
+		svc, paths := f.watched(db)
+		r, err := svc.Mount(ctx, f.gaj, f.entry.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.EnsureChangeIndex(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		indexed := func() bool {
+			t.Helper()
+			q := "SELECT to_regclass($1) IS NOT NULL"
+			name := `"` + r.Table + `_changed"`
+			if db.Dialect() == store.SQLite {
+				q, name = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?)", r.Table+"_changed"
+			}
+			var ok bool
+			if err := db.QueryRow(ctx, q, name).Scan(&ok); err != nil {
+				t.Fatal(err)
+			}
+			return ok
+		}
+		_, err = svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{MaxErrors: 10}, csvRows(t, tricky()))
+		wantCode(t, err, "resource.too_many_errors")
+		if !indexed() {
+			t.Fatal("a refused load left the resource without its change index")
+		}
+		got, err := svc.Submit(ctx, f.gaj, r.Code, resource.SubmitOptions{MaxErrors: -1}, csvRows(t, tricky()))
+		if loaded, _ := paths.of(got.ID); err != nil || !loaded || got.Inserted == 0 {
+			t.Fatalf("load: %+v %v (loaded %v)", got, err, loaded)
+		}
+		if !indexed() {
+			t.Fatal("the load left the resource without its change index")
+		}
+		r, _ = svc.ByCode(ctx, r.Code)
+		var n int64
+		err = svc.Changes(ctx, r, r.Visible(), got.ID, 100, func(rows [][]*string, _ [][]string) error { n += int64(len(rows)); return nil })
+		if err != nil || n != got.Inserted {
+			t.Fatalf("the load's changes: %d rows (%v), want %d", n, err, got.Inserted)
+		}
+	})
+}

@@ -50,7 +50,10 @@ type stage struct {
 	// unique are the items that must be unique, and watch the filter
 	// that marks rows whose key or unique values probably repeat.
 	unique []Column
-	watch  *repeatWatch
+	// changed: the load took the table with its change index, dropped
+	// (load.go).
+	changed bool
+	watch   *repeatWatch
 	// open is true while a transaction is: on PostgreSQL the batch's, on
 	// SQLite a load's.
 	open bool

@@ -190,6 +190,11 @@ func (t *Target) Ensure(ctx context.Context, table string, cols []Column, create
 // Any invalid value, or one the existing column would round (a decimal
 // with more decimals than the column keeps, say), fails the whole delivery
 // with ErrBadValue before anything is written.
+//
+// The values of upserts that are not canonical are made so where they
+// are, and read as applied afterwards: a delivery's rows are not copied
+// (the copies of a bulk exchange's rows kept a node's collector busy).
+// Rows of canonical values are only read.
 func (t *Target) Apply(ctx context.Context, table string, cols []Column, stream string, seq uint64, upserts []source.Row, deletes []source.Key,
 	note func(Counts) []byte) (c Counts, skipped bool, err error) {
 	var notes func([]Counts) []byte
@@ -227,28 +232,55 @@ func (t *Target) ApplyBatches(ctx context.Context, table string, cols []Column, 
 	if len(batches) == 0 {
 		return nil, 0, nil
 	}
-	what := fmt.Sprintf("%s #%d", stream, batches[0].Seq)
-	if n := len(batches); n > 1 {
-		what = fmt.Sprintf("%s #%d to #%d", stream, batches[0].Seq, batches[n-1].Seq)
+	p, err := Prepare(table, cols, stream, batches)
+	if err != nil {
+		return nil, 0, err
 	}
-	ds := make([]*delivery, len(batches))
+	return t.ApplyPrepared(ctx, p, note)
+}
+
+// Prepared is deliveries checked and converted for ApplyPrepared, as
+// ApplyBatches does before its transaction: a node prepares the next
+// deliveries while the target writes the ones before.
+type Prepared struct {
+	table, what string
+	ds          []*delivery
+}
+
+// Prepare checks and converts the deliveries batches (at least one) as
+// ApplyBatches would; it needs no database. A bad value in any of them
+// is an error, as it would be in ApplyBatches.
+func Prepare(table string, cols []Column, stream string, batches []Batch) (*Prepared, error) {
+	if len(batches) == 0 {
+		return nil, fmt.Errorf("apply to %s: %w: no deliveries", table, ErrBadValue)
+	}
+	p := &Prepared{table: table, what: fmt.Sprintf("%s #%d", stream, batches[0].Seq), ds: make([]*delivery, len(batches))}
+	if n := len(batches); n > 1 {
+		p.what = fmt.Sprintf("%s #%d to #%d", stream, batches[0].Seq, batches[n-1].Seq)
+	}
 	for i, b := range batches {
 		if i > 0 && b.Seq <= batches[i-1].Seq {
-			return nil, 0, fmt.Errorf("apply %s to %s: %w: sequence number %d follows %d", what, table, ErrBadValue, b.Seq, batches[i-1].Seq)
+			return nil, fmt.Errorf("apply %s to %s: %w: sequence number %d follows %d", p.what, table, ErrBadValue, b.Seq, batches[i-1].Seq)
 		}
-		if ds[i], err = newDelivery(table, cols, stream, b.Seq, b.Upserts, b.Deletes); err != nil {
+		var err error
+		if p.ds[i], err = newDelivery(table, cols, stream, b.Seq, b.Upserts, b.Deletes); err != nil {
 			if len(batches) > 1 {
 				err = fmt.Errorf("delivery #%d: %w", b.Seq, err)
 			}
-			return nil, 0, fmt.Errorf("apply %s to %s: %w", what, table, err)
+			return nil, fmt.Errorf("apply %s to %s: %w", p.what, table, err)
 		}
 	}
+	return p, nil
+}
+
+// ApplyPrepared is ApplyBatches of the deliveries Prepare made ready.
+func (t *Target) ApplyPrepared(ctx context.Context, p *Prepared, note func([]Counts) []byte) (applied []Counts, skipped int, err error) {
 	if err := t.book(ctx); err != nil {
-		return nil, 0, fmt.Errorf("apply %s to %s: %w", what, table, err)
+		return nil, 0, fmt.Errorf("apply %s to %s: %w", p.what, p.table, err)
 	}
-	applied, skipped, err = t.e.apply(ctx, ds, note)
+	applied, skipped, err = t.e.apply(ctx, p.ds, note)
 	if err != nil {
-		return nil, 0, fmt.Errorf("apply %s to %s: %w", what, ds[0].table, err)
+		return nil, 0, fmt.Errorf("apply %s to %s: %w", p.what, p.ds[0].table, err)
 	}
 	return applied, skipped, nil
 }
@@ -560,10 +592,14 @@ func newDelivery(table string, cols []Column, stream string, seq uint64, upserts
 		if len(r) != len(cols) {
 			return nil, fmt.Errorf("upsert %d: %w: %d values for %d columns", n+1, ErrBadValue, len(r), len(cols))
 		}
-		row := make(source.Row, len(r))
+		row := r // made canonical in place (see Apply)
 		for i := range r {
-			if row[i], err = canonical(&cols[i], r[i]); err != nil {
+			v, err := canonical(&cols[i], r[i])
+			if err != nil {
 				return nil, fmt.Errorf("upsert %d: %w", n+1, err)
+			}
+			if v != r[i] {
+				row[i] = v
 			}
 		}
 		buf = buf[:0]

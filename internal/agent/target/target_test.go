@@ -177,6 +177,26 @@ func TestApplyCountsInsertedUpdatedUnchanged(t *testing.T) {
 	})
 }
 
+// TestApplyMakesTheRowsCanonicalWhereTheyAre: a delivery's rows are not
+// copied; after Apply they hold the canonical text that was applied.
+func TestApplyMakesTheRowsCanonicalWhereTheyAre(t *testing.T) {
+	cols := []target.Column{{Name: "id", DataType: "I", Key: true}, {Name: "amount", DataType: "N"}, {Name: "at", DataType: "T"}}
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ensure(t, b, "in_place", cols)
+		ups := []source.Row{row("+7", "+001.50", "2024-05-01T08:00:00+08:00"), row("8", "2", nil)}
+		if c := apply(t, b, "in_place", cols, "s", 1, ups); c != (target.Counts{Inserted: 2}) {
+			t.Errorf("counts %+v", c)
+		}
+		want := []source.Row{row("7", "1.5", "2024-05-01T00:00:00Z"), row("8", "2", nil)}
+		if !slices.EqualFunc(ups, want, slices.Equal) {
+			t.Errorf("rows after Apply %v, want %v", ups, want)
+		}
+		if got := readBack(t, b, "in_place", cols); !slices.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("read back %v, want %v", got, want)
+		}
+	})
+}
+
 func TestDeletesFollowUpsertsAndCountMissing(t *testing.T) {
 	cols := []target.Column{
 		{Name: "city", DataType: "C", Length: 10, Key: true},
@@ -922,6 +942,43 @@ func TestBatchesInOneTransactionCountEachDelivery(t *testing.T) {
 		got := readBack(t, b, "grouped", cols)
 		if wantRows := []source.Row{row("1", "a2"), row("3", "c"), row("4", "d")}; !slices.EqualFunc(got, wantRows, slices.Equal) {
 			t.Errorf("read back %v, want %v", got, wantRows)
+		}
+	})
+}
+
+// TestPreparedDeliveriesApplyAsBatches: deliveries prepared ahead, with
+// no database, apply as ApplyBatches applies them, counts and redelivery
+// included; a bad value is refused when they are prepared.
+func TestPreparedDeliveriesApplyAsBatches(t *testing.T) {
+	cols := []target.Column{{Name: "id", DataType: "I", Key: true}, {Name: "v", DataType: "N"}}
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := context.Background()
+		ensure(t, b, "prepared", cols)
+		batches := func() []target.Batch {
+			return []target.Batch{
+				{Seq: 1, Upserts: []source.Row{row("1", "1.50"), row("2", "2")}},
+				{Seq: 2, Upserts: []source.Row{row("+1", "1.5"), row("3", "3")}, Deletes: []source.Key{{"2"}}},
+			}
+		}
+		p, err := target.Prepare("prepared", cols, "p", batches())
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied, skipped, err := b.tgt.ApplyPrepared(ctx, p, nil)
+		if want := []target.Counts{{Inserted: 2}, {Inserted: 1, Unchanged: 1, Deleted: 1}}; err != nil || skipped != 0 || !slices.Equal(applied, want) {
+			t.Fatalf("prepared #1 and #2: %+v, %d skipped, %v; want %+v", applied, skipped, err, want)
+		}
+		if p, err = target.Prepare("prepared", cols, "p", batches()); err != nil {
+			t.Fatal(err)
+		}
+		if _, skipped, err := b.tgt.ApplyPrepared(ctx, p, nil); err != nil || skipped != 2 {
+			t.Errorf("prepared again: %d skipped, %v; want both skipped", skipped, err)
+		}
+		if got, want := readBack(t, b, "prepared", cols), []source.Row{row("1", "1.5"), row("3", "3")}; !slices.EqualFunc(got, want, slices.Equal) {
+			t.Errorf("read back %v, want %v", got, want)
+		}
+		if _, err := target.Prepare("prepared", cols, "p", []target.Batch{{Seq: 3, Upserts: []source.Row{row("x", "1")}}}); !errors.Is(err, target.ErrBadValue) {
+			t.Errorf("a bad value prepared: %v, want ErrBadValue", err)
 		}
 	})
 }

@@ -43,12 +43,18 @@ func canonical(c *Column, v source.Value) (source.Value, error) {
 		if err != nil {
 			return bad("an integer from -9223372036854775808 to 9223372036854775807")
 		}
-		s = keep(s, strconv.FormatInt(i, 10))
+		var b [20]byte
+		if string(strconv.AppendInt(b[:0], i, 10)) != s {
+			s = strconv.FormatInt(i, 10)
+		}
 	case "N", "Y":
 		if !isDecimal(s) {
 			return bad("a decimal number")
 		}
-		s = keep(s, canonDecimal(s))
+		var b [40]byte
+		if canon := appendDecimal(b[:0], s); string(canon) != s {
+			s = string(canon)
+		}
 	case "B", "F":
 		bits := 64
 		if c.DataType == "F" {
@@ -77,7 +83,10 @@ func canonical(c *Column, v source.Value) (source.Value, error) {
 		if y := t.UTC().Year(); y < 1 || y > 9999 {
 			return bad("a date-time from year 1 to 9999")
 		}
-		s = keep(s, t.UTC().Format(time.RFC3339Nano))
+		var b [40]byte
+		if canon := t.UTC().AppendFormat(b[:0], time.RFC3339Nano); string(canon) != s {
+			s = string(canon)
+		}
 	case "G":
 		b, err := base64.StdEncoding.Strict().DecodeString(s)
 		if err != nil {
@@ -130,27 +139,25 @@ func isDecimal(s string) bool {
 	return digits > 0 && i == len(s)
 }
 
-// canonDecimal writes a decimal that isDecimal accepted without '+',
+// appendDecimal appends a decimal that isDecimal accepted without '+',
 // leading zeros, trailing fractional zeros or a negative zero.
-func canonDecimal(s string) string {
+func appendDecimal(b []byte, s string) []byte {
 	neg, intPart, frac := splitDecimal(s)
 	if intPart == "" && frac == "" {
-		return "0"
+		return append(b, '0')
 	}
-	var b strings.Builder
-	b.Grow(len(s) + 1)
 	if neg {
-		b.WriteByte('-')
+		b = append(b, '-')
 	}
 	if intPart == "" {
-		b.WriteByte('0')
+		b = append(b, '0')
 	}
-	b.WriteString(intPart)
+	b = append(b, intPart...)
 	if frac != "" {
-		b.WriteByte('.')
-		b.WriteString(frac)
+		b = append(b, '.')
+		b = append(b, frac...)
 	}
-	return b.String()
+	return b
 }
 
 // splitDecimal splits a decimal into its sign, integer digits without

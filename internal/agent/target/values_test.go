@@ -22,7 +22,13 @@ func TestCanonicalValuesAreTheSourceTexts(t *testing.T) {
 		{typ: "I", in: "-9223372036854775808", want: "-9223372036854775808"},
 		{typ: "I", in: "9223372036854775808"},
 		{typ: "I", in: "1.5"},
+		{typ: "I", in: "42", want: "42"},
 		{typ: "N", in: "+001.500", want: "1.5"},
+		{typ: "N", in: "-12.5", want: "-12.5"},
+		{typ: "N", in: "0.5", want: "0.5"},
+		{typ: "N", in: "-0.5", want: "-0.5"},
+		{typ: "N", in: "10", want: "10"},
+		{typ: "N", in: "10.", want: "10"},
 		{typ: "N", in: "-0.000", want: "0"},
 		{typ: "N", in: ".5", want: "0.5"},
 		{typ: "N", in: "123456789012345678901234567890.123456789", want: "123456789012345678901234567890.123456789"},
@@ -44,6 +50,7 @@ func TestCanonicalValuesAreTheSourceTexts(t *testing.T) {
 		{typ: "D", in: "2024-5-1"},
 		{typ: "T", in: "2024-05-01T08:00:00+08:00", want: "2024-05-01T00:00:00Z"},
 		{typ: "T", in: "2024-05-01T00:00:00.120Z", want: "2024-05-01T00:00:00.12Z"},
+		{typ: "T", in: "2024-05-01T00:00:00.12Z", want: "2024-05-01T00:00:00.12Z"},
 		{typ: "T", in: "2024-05-01 00:00:00"},
 		{typ: "G", in: "AAEC/w==", want: "AAEC/w=="},
 		{typ: "G", in: "", want: ""},
@@ -110,6 +117,18 @@ func TestTypeParams(t *testing.T) {
 		base, params := typeParams(in)
 		if got := fmt.Sprint(base, " ", params); got != want {
 			t.Errorf("%q: %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCanonicalValuesCostNothing: a delivery's values are canonical
+// already, and checking one allocates nothing.
+func TestCanonicalValuesCostNothing(t *testing.T) {
+	for typ, v := range map[string]string{"C": "张三", "I": "-9223372036854775808", "N": "12345.67", "Y": "-0.5", "L": "true", "D": "2024-02-29",
+		"T": "2024-05-01T00:00:00.123456Z"} {
+		c := &Column{Name: "x", DataType: typ}
+		if n := testing.AllocsPerRun(100, func() { _, _ = canonical(c, source.Value{Text: v}) }); n != 0 {
+			t.Errorf("%s %q: %v allocations", typ, v, n)
 		}
 	}
 }

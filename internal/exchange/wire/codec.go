@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/klauspost/compress/s2"
 )
@@ -20,19 +21,76 @@ const MaxMessage = 1000 * 1024
 
 // Encode turns v into a message body.
 func Encode(v any) ([]byte, error) {
-	raw, err := json.Marshal(v)
+	buf := jsonBufs.Get().(*[]byte)
+	defer putJSON(buf)
+	var raw []byte
+	var err error
+	switch m := v.(type) {
+	case Delivery:
+		rows := m.Rows
+		m.Rows = nil
+		raw, err = marshalWithRows((*buf)[:0], &m, rows)
+	case *Delivery:
+		d := *m
+		d.Rows = nil
+		raw, err = marshalWithRows((*buf)[:0], &d, m.Rows)
+	case Batch:
+		rows := m.Rows
+		m.Rows = nil
+		raw, err = marshalWithRows((*buf)[:0], &m, rows)
+	case *Batch:
+		b := *m
+		b.Rows = nil
+		raw, err = marshalWithRows((*buf)[:0], &b, m.Rows)
+	default:
+		raw, err = json.Marshal(v)
+	}
 	if err != nil {
 		return nil, err
 	}
+	*buf = raw
 	return s2.Encode(nil, raw), nil
+}
+
+// jsonBufs hold the JSON of messages being encoded or decoded: it is
+// only needed until it is compressed, or read (every value read from it
+// is a copy), and a bulk exchange went through hundreds of megabytes of
+// it, for the collector to follow.
+var jsonBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// putJSON gives a buffer back, unless it grew past what a message needs.
+func putJSON(buf *[]byte) {
+	if cap(*buf) <= 8*MaxMessage {
+		jsonBufs.Put(buf)
+	}
+}
+
+// decompress decodes body into a buffer of jsonBufs, for putJSON.
+func decompress(body []byte) ([]byte, *[]byte, error) {
+	buf := jsonBufs.Get().(*[]byte)
+	n, err := s2.DecodedLen(body)
+	if err != nil {
+		putJSON(buf)
+		return nil, nil, fmt.Errorf("exchange message: %w", err)
+	}
+	if cap(*buf) < n {
+		*buf = make([]byte, n)
+	}
+	raw, err := s2.Decode((*buf)[:cap(*buf)], body)
+	if err != nil {
+		putJSON(buf)
+		return nil, nil, fmt.Errorf("exchange message: %w", err)
+	}
+	return raw, buf, nil
 }
 
 // Decode reads a message body into v.
 func Decode(b []byte, v any) error {
-	raw, err := s2.Decode(nil, b)
+	raw, buf, err := decompress(b)
 	if err != nil {
-		return fmt.Errorf("exchange message: %w", err)
+		return err
 	}
+	defer putJSON(buf)
 	switch m := v.(type) {
 	case *Delivery:
 		return decodeWithRows(raw, m, &m.Rows)
@@ -40,6 +98,21 @@ func Decode(b []byte, v any) error {
 		return decodeWithRows(raw, m, &m.Rows)
 	}
 	return json.Unmarshal(raw, v)
+}
+
+// DecodeBatchHead reads a Batch's body as Decode does, and refuses what
+// Decode refuses, but leaves its rows out: the node endpoint needs only
+// a batch's identity, and the intake reads the rows.
+func DecodeBatchHead(body []byte) (Batch, error) {
+	var b Batch
+	raw, buf, err := decompress(body)
+	if err != nil {
+		return b, err
+	}
+	defer putJSON(buf)
+	err = decodeWithRows(raw, &b, nil)
+	b.Rows = nil // read by encoding/json when the rows member was unusual
+	return b, err
 }
 
 // ContentTypeDeliveries is GET PathDeliveries' answer to a node that asks

@@ -18,6 +18,7 @@ var rowsCases = []string{
 	`{"rows":[[1]]}`, `{"rows":[["a",]]}`, `{"rows":[["a"]`, `{"rows":[["a"]]]}`, `{"rows":[["a"] ["b"]]}`,
 	`{"rows":[[nul]]}`, "{\"rows\":[[\"a\x01\"]]}", `{"rows":{}}`, `{"rows":"x"}`, `{"seq":"x","rows":[["a"]]}`, `[1]`, ``,
 	`{"columns":["rows"],"rows":[["a"]]}`, `{"rows":[["a"]],"rows":null}`, `{"rows":[["a"]],"ROWS":[["b"]]}`, `{"r\u006fws":[["a"]]}`,
+	`{"rows":[null,["a"],null]}`, `{"rows":[nul]}`, `{"rows":[null["a"]]}`, `{"rows":null,"x":1}`,
 	`{"rows":[["a"]]} x`, `{"rows":[["a"]]}}`, `{}`, `{"x":{"rows":[[1]]},"rows":[["b"]]}`,
 }
 
