@@ -90,26 +90,27 @@ func (s *Service) LastApplied(ctx context.Context, r Resource) (int64, error) {
 	}
 }
 
-// Changes calls fn with the records batch last changed, in key-ordered
-// chunks of at most chunk: live records as rows of cols, soft-deleted ones
+// Changes calls fn with the records batch last changed, in chunks of at
+// most chunk (in key order on SQLite, in no particular order on
+// PostgreSQL): live records as rows of cols, soft-deleted ones
 // as keys (the key columns' values in cols order). A record a later batch
 // changed again comes with that batch instead.
 func (s *Service) Changes(ctx context.Context, r Resource, cols []Column, batch int64, chunk int, fn func(rows [][]*string, deleted [][]string) error) error {
-	return s.scanRecords(ctx, r, cols, `"_batch_updated" = ?`, []any{batch}, true, chunk, fn)
+	return s.scanRecords(ctx, r, cols, `"_batch_updated" = ?`, []any{batch}, true, true, chunk, fn)
 }
 
 // Snapshot calls fn with every live record, in key-ordered chunks. It
 // reads page by page, not in one transaction: a record a batch changes
 // meanwhile is read old or new, and that batch's changes follow it.
 func (s *Service) Snapshot(ctx context.Context, r Resource, cols []Column, chunk int, fn func(rows [][]*string) error) error {
-	return s.scanRecords(ctx, r, cols, `"_deleted_at" IS NULL`, nil, false, chunk, func(rows [][]*string, _ [][]string) error { return fn(rows) })
+	return s.scanRecords(ctx, r, cols, `"_deleted_at" IS NULL`, nil, false, false, chunk, func(rows [][]*string, _ [][]string) error { return fn(rows) })
 }
 
 // LiveKeys calls fn with the keys of every live record, in key-ordered
 // chunks, each key its key columns' values in column order.
 func (s *Service) LiveKeys(ctx context.Context, r Resource, chunk int, fn func(keys [][]string) error) error {
 	keys := r.Keys()
-	return s.scanRecords(ctx, r, keys, `"_deleted_at" IS NULL`, nil, false, chunk, func(rows [][]*string, _ [][]string) error {
+	return s.scanRecords(ctx, r, keys, `"_deleted_at" IS NULL`, nil, false, false, chunk, func(rows [][]*string, _ [][]string) error {
 		out := make([][]string, len(rows))
 		for i, row := range rows {
 			k := make([]string, len(row))
@@ -125,8 +126,9 @@ func (s *Service) LiveKeys(ctx context.Context, r Resource, chunk int, fn func(k
 }
 
 // scanRecords pages through the records matching where in key order
-// (keyset paging on the primary key, never an offset).
-func (s *Service) scanRecords(ctx context.Context, r Resource, cols []Column, where string, args []any, withDeleted bool, chunk int,
+// (keyset paging on the primary key, never an offset) — or, onePass on
+// PostgreSQL, reads them with one statement in no particular order.
+func (s *Service) scanRecords(ctx context.Context, r Resource, cols []Column, where string, args []any, withDeleted, onePass bool, chunk int,
 	fn func(rows [][]*string, deleted [][]string) error) error {
 	if chunk <= 0 {
 		chunk = 5000
@@ -164,6 +166,25 @@ func (s *Service) scanRecords(ctx context.Context, r Resource, cols []Column, wh
 	after := "(" + keyList + ") > (" + store.Placeholders(len(keys)) + ")"
 	if len(keys) == 1 {
 		after = keyList + " > ?"
+	}
+	if raw && onePass {
+		// One statement, in the order PostgreSQL finds the records: paging
+		// by key through records scattered over the table read most of it
+		// again for every page.
+		q := fmt.Sprintf("SELECT %s FROM %s WHERE %s", selectList(raw), tablesOf(r.Table).main, where)
+		err := s.streamRaw(ctx, q, args, cols, len(keys), keyPos, chunk, func(up [][]*string, del [][]string) error {
+			if !withDeleted {
+				del = nil
+			}
+			if len(up)+len(del) == 0 {
+				return nil
+			}
+			return fn(up, del)
+		})
+		if !errors.Is(err, errNotBinary) {
+			return err
+		}
+		raw = false
 	}
 	var last []any
 	for {
@@ -267,8 +288,55 @@ var errNotBinary = errors.New("date-time not in binary")
 // million rows. A row's values share one string.
 func (s *Service) pageRaw(ctx context.Context, q string, args []any, cols []Column, nkeys int, keyPos []int) (up [][]*string, del [][]string, next []any, err error) {
 	limit := args[len(args)-1].(int)
+	err = s.readRaw(ctx, q, args, cols, nkeys, keyPos, func(rows pgx.Rows, n int, row []*string, key []string) error {
+		if row != nil {
+			up = append(up, row)
+		} else {
+			del = append(del, key)
+		}
+		if n == limit {
+			vs, err := rows.Values()
+			if err != nil {
+				return err
+			}
+			next = append([]any(nil), vs[len(cols):len(cols)+nkeys]...)
+		}
+		return nil
+	})
+	return up, del, next, err
+}
+
+// streamRaw reads every record q selects in one statement, as pageRaw
+// reads a page, and calls fn with them in chunks of at most chunk.
+func (s *Service) streamRaw(ctx context.Context, q string, args []any, cols []Column, nkeys int, keyPos []int, chunk int,
+	fn func(rows [][]*string, deleted [][]string) error) error {
+	var up [][]*string
+	var del [][]string
+	err := s.readRaw(ctx, q, args, cols, nkeys, keyPos, func(_ pgx.Rows, _ int, row []*string, key []string) error {
+		if row != nil {
+			up = append(up, row)
+		} else {
+			del = append(del, key)
+		}
+		if len(up)+len(del) < chunk {
+			return nil
+		}
+		err := fn(up, del)
+		up, del = nil, nil
+		return err
+	})
+	if err == nil && len(up)+len(del) > 0 {
+		err = fn(up, del)
+	}
+	return err
+}
+
+// readRaw runs q through pgx and calls each with every record it reads,
+// counting from 1: a live one as its row, a deleted one as its key.
+func (s *Service) readRaw(ctx context.Context, q string, args []any, cols []Column, nkeys int, keyPos []int,
+	each func(rows pgx.Rows, n int, row []*string, key []string) error) error {
 	ncols := len(cols)
-	err = s.db.WithPgx(ctx, func(c *pgx.Conn) error {
+	return s.db.WithPgx(ctx, func(c *pgx.Conn) error {
 		args := append([]any{pgx.QueryResultFormatsByOID{pgtype.TimestamptzOID: pgx.BinaryFormatCode}}, args...)
 		rows, err := c.Query(ctx, s.db.Rebind(q), args...)
 		if err != nil {
@@ -309,36 +377,31 @@ func (s *Service) pageRaw(ctx context.Context, q string, args []any, cols []Colu
 			}
 			deleted := string(raw[ncols+nkeys]) == "1"
 			all := string(buf)
+			var row []*string
+			var key []string
 			if deleted {
-				k := make([]string, len(keyPos))
+				key = make([]string, len(keyPos))
 				for i, p := range keyPos {
 					if ends[p] >= 0 {
-						k[i] = all[startOf(ends, p):ends[p]]
+						key[i] = all[startOf(ends, p):ends[p]]
 					}
 				}
-				del = append(del, k)
 			} else {
 				vals := make([]string, ncols)
-				row := make([]*string, ncols)
+				row = make([]*string, ncols)
 				for i, e := range ends {
 					if e >= 0 {
 						vals[i] = all[startOf(ends, i):e]
 						row[i] = &vals[i]
 					}
 				}
-				up = append(up, row)
 			}
-			if n == limit {
-				vs, err := rows.Values()
-				if err != nil {
-					return err
-				}
-				next = append([]any(nil), vs[ncols:ncols+nkeys]...)
+			if err := each(rows, n, row, key); err != nil {
+				return err
 			}
 		}
 		return rows.Err()
 	})
-	return up, del, next, err
 }
 
 // startOf is where value i of a row starts in its buffer: where the last
