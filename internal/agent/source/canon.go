@@ -43,46 +43,61 @@ func appendCanonical(b []byte, k kind, src any) (out []byte, null bool) {
 	case string:
 		return appendText(b, k, v)
 	case int64:
-		switch k {
-		case kBool:
-			return strconv.AppendBool(b, v != 0), false
-		case kDateTime, kDateTimeTZ:
-			return appendTime(b, unixTime(v)), false
-		}
-		return strconv.AppendInt(b, v, 10), false
+		return appendCanonicalInt(b, k, v), false
 	case uint64:
 		return strconv.AppendUint(b, v, 10), false
 	case float64:
-		switch k {
-		case kFloat32:
-			return appendFloat(b, v, 32), false
-		case kDecimal:
-			// SQLite keeps NUMERIC values as REAL: their shortest text is
-			// what was stored, to SQLite's 15 digits.
-			return appendDecimal(b, strconv.FormatFloat(v, 'f', -1, 64)), false
-		case kInt:
-			if v == math.Trunc(v) && math.Abs(v) < 1e18 {
-				return strconv.AppendInt(b, int64(v), 10), false
-			}
-		}
-		return appendFloat(b, v, 64), false
+		return appendCanonicalFloat(b, k, v), false
 	case float32:
 		return appendFloat(b, float64(v), 32), false
 	case bool:
 		return strconv.AppendBool(b, v), false
 	case time.Time:
-		switch k {
-		case kDate:
-			return v.AppendFormat(b, "2006-01-02"), false
-		case kDateTime:
-			// The driver hands over the stored wall clock; it is CST.
-			v = time.Date(v.Year(), v.Month(), v.Day(), v.Hour(), v.Minute(), v.Second(), v.Nanosecond(), sourceZone)
-		case kTimeOfDay:
-			return v.AppendFormat(b, "15:04:05.999999999"), false
-		}
-		return appendTime(b, v), false
+		return appendCanonicalTime(b, k, v), false
 	}
 	return fmt.Append(b, src), false
+}
+
+// appendCanonicalInt, appendCanonicalFloat and appendCanonicalTime are
+// appendCanonical for one driver type each: the PostgreSQL reader calls
+// them directly, without boxing every value in an interface.
+func appendCanonicalInt(b []byte, k kind, v int64) []byte {
+	switch k {
+	case kBool:
+		return strconv.AppendBool(b, v != 0)
+	case kDateTime, kDateTimeTZ:
+		return appendTime(b, unixTime(v))
+	}
+	return strconv.AppendInt(b, v, 10)
+}
+
+func appendCanonicalFloat(b []byte, k kind, v float64) []byte {
+	switch k {
+	case kFloat32:
+		return appendFloat(b, v, 32)
+	case kDecimal:
+		// SQLite keeps NUMERIC values as REAL: their shortest text is
+		// what was stored, to SQLite's 15 digits.
+		return appendDecimal(b, strconv.FormatFloat(v, 'f', -1, 64))
+	case kInt:
+		if v == math.Trunc(v) && math.Abs(v) < 1e18 {
+			return strconv.AppendInt(b, int64(v), 10)
+		}
+	}
+	return appendFloat(b, v, 64)
+}
+
+func appendCanonicalTime(b []byte, k kind, v time.Time) []byte {
+	switch k {
+	case kDate:
+		return v.AppendFormat(b, "2006-01-02")
+	case kDateTime:
+		// The driver hands over the stored wall clock; it is CST.
+		v = time.Date(v.Year(), v.Month(), v.Day(), v.Hour(), v.Minute(), v.Second(), v.Nanosecond(), sourceZone)
+	case kTimeOfDay:
+		return v.AppendFormat(b, "15:04:05.999999999")
+	}
+	return appendTime(b, v)
 }
 
 func unixTime(v int64) time.Time {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 )
 
 func openPostgres(dsn string) (engine, error) {
@@ -17,6 +16,7 @@ func openPostgres(dsn string) (engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read the connection URL: %w", err)
 	}
+	// The pgx stdlib package, which pgrows.go imports, registers "pgx".
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, err
@@ -26,7 +26,7 @@ func openPostgres(dsn string) (engine, error) {
 	db.SetMaxIdleConns(2)
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	display := fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
-	return &sqlEngine{db: db, d: pgDialect{}, display: display}, nil
+	return &sqlEngine{db: db, d: pgDialect{}, display: display, rows: pgxRows(db)}, nil
 }
 
 type pgDialect struct{}

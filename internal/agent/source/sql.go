@@ -45,7 +45,15 @@ type sqlEngine struct {
 	db      *sql.DB
 	d       dialect
 	display string // the DSN without its password, for messages
+	// rows, when set, streams a query's rows in place of sqlRows: a
+	// dialect's faster path around database/sql.
+	rows rowsFunc
 }
+
+// rowsFunc runs query with args in a read-only transaction (where the
+// dialect has one) and hands each row, made canonical for cols, to each.
+// It holds no more than the current row.
+type rowsFunc func(ctx context.Context, query string, args []any, cols []Column, each func(Row) error) error
 
 func (e *sqlEngine) close() error             { return e.db.Close() }
 func (e *sqlEngine) precision() time.Duration { return e.d.precision() }
@@ -300,24 +308,17 @@ func (e *sqlEngine) query(ctx context.Context, p *plan, from string, where, orde
 		b.WriteString(" ORDER BY ")
 		b.WriteString(strings.Join(order, ", "))
 	}
+	rows := e.rows
+	if rows == nil {
+		rows = e.sqlRows
+	}
 	var stop error // an error of each, returned as it is
-	err := e.read(ctx, func(tx querier) error {
-		rows, err := tx.QueryContext(ctx, b.String(), args...)
-		if err != nil {
+	err := rows(ctx, b.String(), args, p.cols, func(r Row) error {
+		if err := each(r); err != nil {
+			stop = err
 			return err
 		}
-		defer rows.Close()
-		rb := newRowBuilder(p.cols)
-		for rows.Next() {
-			if err := rows.Scan(rb.dest...); err != nil {
-				return err
-			}
-			if err := each(rb.row()); err != nil {
-				stop = err
-				return err
-			}
-		}
-		return rows.Err()
+		return nil
 	})
 	if stop != nil {
 		return stop
@@ -326,6 +327,27 @@ func (e *sqlEngine) query(ctx context.Context, p *plan, from string, where, orde
 		return fmt.Errorf("read %s from %s: %w", p.q, e.display, e.d.explain(err))
 	}
 	return nil
+}
+
+// sqlRows is the rowsFunc of database/sql, for every dialect.
+func (e *sqlEngine) sqlRows(ctx context.Context, query string, args []any, cols []Column, each func(Row) error) error {
+	return e.read(ctx, func(tx querier) error {
+		rows, err := tx.QueryContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		rb := newRowBuilder(cols)
+		for rows.Next() {
+			if err := rows.Scan(rb.dest...); err != nil {
+				return err
+			}
+			if err := each(rb.row()); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
 }
 
 // rowBuilder turns scanned driver values into canonical rows: each cell
