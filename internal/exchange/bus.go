@@ -58,11 +58,10 @@ func (s *Service) ensureStreams(ctx context.Context) error {
 // publish stores a message and returns once the stream has it (on disk,
 // or on a majority of a cluster). headers are pairs of names and values.
 func (s *Service) publish(ctx context.Context, subject, msgID string, body []byte, headers ...string) (*jetstream.PubAck, error) {
-	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, msgID)
-	for i := 0; i+1 < len(headers); i += 2 {
-		m.Header.Set(headers[i], headers[i+1])
-	}
+	return s.publishMsg(ctx, message(subject, msgID, body, headers...))
+}
+
+func (s *Service) publishMsg(ctx context.Context, m *nats.Msg) (*jetstream.PubAck, error) {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		ack, err := s.Bus.JetStream().PublishMsg(ctx, m)
@@ -76,6 +75,86 @@ func (s *Service) publish(ctx context.Context, subject, msgID string, body []byt
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 	}
 	return nil, fmt.Errorf("store on the bus: %w", lastErr)
+}
+
+// message is a message to store, with its id and headers (pairs of names
+// and values).
+func message(subject, msgID string, body []byte, headers ...string) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: body, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	for i := 0; i+1 < len(headers); i += 2 {
+		m.Header.Set(headers[i], headers[i+1])
+	}
+	return m
+}
+
+// pubWindow stores a run's messages without waiting for each to be stored
+// before the next is read and encoded: up to pubWindowSize are on their
+// way at once, in order on one connection. stored is called for each
+// once the stream has it; flush returns when all have been.
+type pubWindow struct {
+	s       *Service
+	stored  func()
+	pending []jetstream.PubAckFuture
+}
+
+// pubWindowSize is how many messages a window has on their way. A
+// stream that stores every message on disk before its ack takes a sync of
+// the disk each: the center reads and encodes the next ones meanwhile.
+const pubWindowSize = 4
+
+// pubAckWait is how long a window waits for a message's ack before it
+// stores the message again the waiting way (its id makes it once).
+const pubAckWait = 10 * time.Second
+
+func (w *pubWindow) add(ctx context.Context, m *nats.Msg) error {
+	if len(w.pending) >= pubWindowSize {
+		if err := w.wait(ctx, w.pending[0]); err != nil {
+			return err
+		}
+		w.pending = w.pending[1:]
+	}
+	f, err := w.s.Bus.JetStream().PublishMsgAsync(m)
+	if err != nil {
+		if _, err := w.s.publishMsg(ctx, m); err != nil {
+			return err
+		}
+		w.stored()
+		return nil
+	}
+	w.pending = append(w.pending, f)
+	return nil
+}
+
+// wait returns when f's message is stored: acknowledged, or, after an
+// error or no word for pubAckWait, stored again the waiting way.
+func (w *pubWindow) wait(ctx context.Context, f jetstream.PubAckFuture) error {
+	t := time.NewTimer(pubAckWait)
+	defer t.Stop()
+	select {
+	case <-f.Ok():
+		w.stored()
+		return nil
+	case <-f.Err():
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if _, err := w.s.publishMsg(ctx, f.Msg()); err != nil {
+		return err
+	}
+	w.stored()
+	return nil
+}
+
+func (w *pubWindow) flush(ctx context.Context) error {
+	for len(w.pending) > 0 {
+		if err := w.wait(ctx, w.pending[0]); err != nil {
+			return err
+		}
+		w.pending = w.pending[1:]
+	}
+	return nil
 }
 
 // purgeDeliveries drops the deliveries waiting for a subscription.

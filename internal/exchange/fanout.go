@@ -234,6 +234,7 @@ func (s *Service) deliverRun(ctx context.Context, x Subscription, v view, runNo 
 		_ = s.DB.QueryRow(ctx, "SELECT finished_at FROM resource_batches WHERE id = ?", runNo).Scan(&fin)
 		changed = fin.Time
 	}
+	win := &pubWindow{s: s, stored: func() { s.stored(x.ID) }}
 	var publish func(rows [][]*string, del [][]string) error
 	publish = func(rows [][]*string, del [][]string) error {
 		part++
@@ -256,11 +257,7 @@ func (s *Service) deliverRun(ctx context.Context, x Subscription, v view, runNo 
 			return publish(rows[hr:], del[hd:])
 		}
 		msgID := fmt.Sprintf("s%d-e%d-r%d-a%d-p%d", x.ID, x.Epoch, runNo, attempt, part)
-		if _, err := s.publish(ctx, subjectOut(x.ID), msgID, body, wire.HeaderEpoch, itoa(x.Epoch)); err != nil {
-			return err
-		}
-		s.stored(x.ID)
-		return nil
+		return win.add(ctx, message(subjectOut(x.ID), msgID, body, wire.HeaderEpoch, itoa(x.Epoch)))
 	}
 	err = read(func(rows [][]*string, del [][]string) error {
 		out, gone := s.shape(v, rows, del)
@@ -269,6 +266,9 @@ func (s *Service) deliverRun(ctx context.Context, x Subscription, v view, runNo 
 		}
 		return publish(out, gone)
 	})
+	if err == nil {
+		err = win.flush(ctx)
+	}
 	if err != nil {
 		return err
 	}
