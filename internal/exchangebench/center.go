@@ -25,6 +25,7 @@ import (
 	"govshare/internal/quality"
 	"govshare/internal/resource"
 	"govshare/internal/secret"
+	"govshare/internal/server"
 	"govshare/internal/share"
 	"govshare/internal/store"
 )
@@ -60,6 +61,8 @@ type center struct {
 // node endpoint.
 func openCenter(ctx context.Context, db *store.DB, dir string, log *slog.Logger) (c *center, err error) {
 	c = &center{db: db}
+	// The center collects garbage as the server's process does.
+	server.TuneServerGC()
 	defer func() {
 		if err != nil {
 			c.close()
@@ -230,6 +233,16 @@ func (c *center) waiting(ctx context.Context) uint64 {
 		return 0
 	}
 	return st.CachedInfo().State.Msgs
+}
+
+// published is how many deliveries the center has published to its
+// subscribers.
+func (c *center) published(ctx context.Context) uint64 {
+	st, err := c.bus.JetStream().Stream(ctx, "GOVSHARE_EXCHANGE_OUT")
+	if err != nil {
+		return 0
+	}
+	return st.CachedInfo().State.LastSeq
 }
 
 // noRefs accepts every region and code: the bench's items use no

@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg *config.Config, opt Options) error {
 		opt.Logs = os.Stderr
 	}
 	log := Logger(opt.Logs, cfg.LogLevel)
-	TuneGC(defaultGCPercent, defaultMemoryLimit)
+	TuneServerGC()
 	p := &Platform{Config: cfg, Log: log, Out: opt.Out}
 	var err error
 	if p.Keys, err = Keys(cfg); err != nil {
@@ -400,6 +400,11 @@ const (
 	defaultGCPercent   = 300
 	defaultMemoryLimit = 512 << 20
 )
+
+// TuneServerGC sets the collector of a process serving the platform, as
+// Run does (benchmarks that assemble the server in their own process
+// call it too).
+func TuneServerGC() { TuneGC(defaultGCPercent, defaultMemoryLimit) }
 
 // TuneGC sets the collector's percent and soft memory limit (bytes) of a
 // govshare process, each unless the operator set its own (GOGC,
