@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/jackc/pgx/v5"
+
 	"govshare/internal/store"
 )
 
@@ -71,6 +73,28 @@ func (c *Claim) Settled() (settled, fresh bool, err error) {
 // transaction has committed.
 type Claimer interface {
 	ClaimIn(ctx context.Context, tx *store.Tx, claims []*Claim) ([]bool, error)
+}
+
+// A StatementClaimer is a Claimer that also gives its writing as SQL
+// for PostgreSQL, for the log to send together with the other statements
+// of its transaction.
+type StatementClaimer interface {
+	Claimer
+	ClaimStatement(claims []*Claim) ClaimSQL
+}
+
+// ClaimSQL writes a batch's claims on PostgreSQL ('?' placeholders):
+// Insert + " " + Rows + OnConflict is ClaimIn as one statement, whose
+// rows Fresh reads (and closes) into ClaimIn's answer. Insert + " " +
+// Rows alone, with a WHERE clause added to Rows, must fail on a claim
+// used before. Distinct says no claim of the batch repeats another.
+type ClaimSQL struct {
+	Insert     string // INSERT INTO table (columns)
+	Rows       string // SELECT of the distinct claims' rows, no WHERE clause
+	Args       []any
+	OnConflict string
+	Distinct   bool
+	Fresh      func(pgx.Rows) ([]bool, error)
 }
 
 type claimKey struct{}

@@ -21,6 +21,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+
 	"govshare/client"
 	"govshare/internal/apperr"
 	"govshare/internal/audit"
@@ -344,6 +346,35 @@ func (s *Apps) Claim(ctx context.Context, c *audit.Claim) error {
 // ClaimIn writes claims in the audit log's transaction (audit.Claimer):
 // the nonces of requests whose audit events are in the batch.
 func (s *Apps) ClaimIn(ctx context.Context, tx *store.Tx, claims []*audit.Claim) ([]bool, error) {
+	return recordNonces(ctx, tx, tx.Dialect(), s.claimKeys(claims))
+}
+
+// ClaimStatement is ClaimIn as SQL, for the audit log to send with the
+// other statements of its transaction (audit.StatementClaimer).
+func (s *Apps) ClaimStatement(claims []*audit.Claim) audit.ClaimSQL {
+	b := newNonceBatch(s.claimKeys(claims))
+	rows, args := nonceRowsPg(b.uniq)
+	return audit.ClaimSQL{Insert: nonceInsert, Rows: rows, Args: args, OnConflict: nonceConflict,
+		Distinct: len(b.uniq) == len(b.keys),
+		Fresh: func(rows pgx.Rows) ([]bool, error) {
+			defer rows.Close()
+			for rows.Next() {
+				var k nonceKey
+				if err := rows.Scan(&k.at, &k.app, &k.nonce); err != nil {
+					return nil, err
+				}
+				b.inserted[k] = true
+			}
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+			return b.fresh(), nil
+		}}
+}
+
+// claimKeys are the nonces of claims; it starts the purge of old ones
+// when it is due.
+func (s *Apps) claimKeys(claims []*audit.Claim) []nonceKey {
 	if before := s.nonces.purgeDue(s.now()); before != 0 {
 		s.nonces.purge(before)
 	}
@@ -351,7 +382,7 @@ func (s *Apps) ClaimIn(ctx context.Context, tx *store.Tx, claims []*audit.Claim)
 	for i, c := range claims {
 		keys[i] = nonceKey{c.At, c.Scope, c.Token}
 	}
-	return recordNonces(ctx, tx, tx.Dialect(), keys)
+	return keys
 }
 
 // refused audits a refused signed request.

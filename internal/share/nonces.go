@@ -151,21 +151,13 @@ type nonceKey struct {
 // The same key twice in one call: the first wins. RETURNING names the
 // nonces inserted.
 func recordNonces(ctx context.Context, q querier, d store.Dialect, keys []nonceKey) ([]bool, error) {
-	first := make(map[nonceKey]int, len(keys))
-	uniq := make([]nonceKey, 0, len(keys))
-	for i, k := range keys {
-		if _, ok := first[k]; !ok {
-			first[k] = i
-			uniq = append(uniq, k)
-		}
-	}
-	inserted := make(map[nonceKey]bool, len(uniq))
+	b := newNonceBatch(keys)
 	step := nonceRows
 	if d == store.Postgres {
-		step = len(uniq) // one statement of arrays takes the batch
+		step = len(b.uniq) // one statement of arrays takes the batch
 	}
-	for lo := 0; lo < len(uniq); lo += step {
-		stmt, args := insertNonces(d, uniq[lo:min(lo+step, len(uniq))])
+	for lo := 0; lo < len(b.uniq); lo += step {
+		stmt, args := insertNonces(d, b.uniq[lo:min(lo+step, len(b.uniq))])
 		rows, err := q.Query(ctx, stmt, args...)
 		if err != nil {
 			return nil, err
@@ -176,7 +168,7 @@ func recordNonces(ctx context.Context, q querier, d store.Dialect, keys []nonceK
 				rows.Close()
 				return nil, err
 			}
-			inserted[k] = true
+			b.inserted[k] = true
 		}
 		// Close reads to the end: a statement's own commit is done.
 		if err := rows.Close(); err != nil {
@@ -186,11 +178,37 @@ func recordNonces(ctx context.Context, q querier, d store.Dialect, keys []nonceK
 			return nil, err
 		}
 	}
-	fresh := make([]bool, len(keys))
+	return b.fresh(), nil
+}
+
+// nonceBatch is the keys of one call: each distinct key is inserted
+// once, and only the first of a repeated key can be fresh.
+type nonceBatch struct {
+	keys     []nonceKey
+	first    map[nonceKey]int
+	uniq     []nonceKey
+	inserted map[nonceKey]bool // what the insert answered
+}
+
+func newNonceBatch(keys []nonceKey) *nonceBatch {
+	b := &nonceBatch{keys: keys, first: make(map[nonceKey]int, len(keys)), uniq: make([]nonceKey, 0, len(keys)),
+		inserted: make(map[nonceKey]bool, len(keys))}
 	for i, k := range keys {
-		fresh[i] = first[k] == i && inserted[k]
+		if _, ok := b.first[k]; !ok {
+			b.first[k] = i
+			b.uniq = append(b.uniq, k)
+		}
 	}
-	return fresh, nil
+	return b
+}
+
+// fresh reports, per key, whether it was new.
+func (b *nonceBatch) fresh() []bool {
+	fresh := make([]bool, len(b.keys))
+	for i, k := range b.keys {
+		fresh[i] = b.first[k] == i && b.inserted[k]
+	}
+	return fresh
 }
 
 // querier runs a query on the database or in a transaction.
@@ -203,17 +221,13 @@ type querier interface {
 // so every batch runs the same prepared statement and plan; SQLite gets
 // the rows as values.
 func insertNonces(d store.Dialect, claims []nonceKey) (string, []any) {
-	const tail = " ON CONFLICT (signed_at, app_id, nonce) DO NOTHING RETURNING signed_at, app_id, nonce"
+	const into = nonceInsert
 	if d == store.Postgres {
-		ats, apps, nonces := make([]int64, len(claims)), make([]int64, len(claims)), make([]string, len(claims))
-		for i, c := range claims {
-			ats[i], apps[i], nonces[i] = c.at, c.app, c.nonce
-		}
-		return "INSERT INTO app_nonces (signed_at, app_id, nonce) SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[])" + tail,
-			[]any{ats, apps, nonces}
+		rows, args := nonceRowsPg(claims)
+		return into + " " + rows + nonceConflict, args
 	}
 	var q strings.Builder
-	q.WriteString("INSERT INTO app_nonces (signed_at, app_id, nonce) VALUES ")
+	q.WriteString(into + " VALUES ")
 	args := make([]any, 0, 3*len(claims))
 	for i, c := range claims {
 		if i > 0 {
@@ -222,8 +236,24 @@ func insertNonces(d store.Dialect, claims []nonceKey) (string, []any) {
 		q.WriteString("(?, ?, ?)")
 		args = append(args, c.at, c.app, c.nonce)
 	}
-	q.WriteString(tail)
+	q.WriteString(nonceConflict)
 	return q.String(), args
+}
+
+// nonceInsert begins the statements that record nonces.
+const nonceInsert = "INSERT INTO app_nonces (signed_at, app_id, nonce)"
+
+// nonceConflict makes inserting a used nonce insert nothing, and the
+// statement name the nonces it inserted.
+const nonceConflict = " ON CONFLICT (signed_at, app_id, nonce) DO NOTHING RETURNING signed_at, app_id, nonce"
+
+// nonceRowsPg is the rows of claims on PostgreSQL, as three arrays.
+func nonceRowsPg(claims []nonceKey) (string, []any) {
+	ats, apps, nonces := make([]int64, len(claims)), make([]int64, len(claims)), make([]string, len(claims))
+	for i, c := range claims {
+		ats[i], apps[i], nonces[i] = c.at, c.app, c.nonce
+	}
+	return "SELECT * FROM unnest(?::bigint[], ?::bigint[], ?::text[])", []any{ats, apps, nonces}
 }
 
 // cachedApp is an active app with its opened secret, kept (Apps.cache)
